@@ -1,0 +1,8 @@
+//! Lambda for `` — see `Endpoint::CreateEstablishment`.
+
+use bcdi_shared::api::Endpoint;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    bcdi_shared::lambda::run(Endpoint::CreateEstablishment).await
+}

@@ -1,0 +1,8 @@
+//! Lambda for `` — see `Endpoint::OpenApi`.
+
+use bcdi_shared::api::Endpoint;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    bcdi_shared::lambda::run(Endpoint::OpenApi).await
+}

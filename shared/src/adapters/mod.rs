@@ -1,0 +1,4 @@
+//! The AWS implementations of the ports.
+
+pub mod dynamodb;
+pub mod step_functions;

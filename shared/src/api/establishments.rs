@@ -1,0 +1,248 @@
+//! `GET /v1/establishments/{rne}`, `POST /v1/establishments` and the history.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::body::JsonObject;
+use super::{json, messages, ApiError, App, Request, Response};
+use crate::domain::{
+    Establishment, Griffe, Instant, LicenceCode, NewEstablishment, Rne, Secret, Status, Version,
+};
+use crate::ports::{StoreError, WorkflowKind, WorkflowRun};
+
+/// How many times a creation re-reads and retries when concurrent requests race on one RNE.
+const MAX_RACES: usize = 25;
+
+/// Establishment keys start with this, so that a leaked key is recognisable.
+pub const ESTABLISHMENT_KEY_PREFIX: &str = "bcdi_est";
+
+impl App {
+    pub(super) async fn get_establishment(
+        &self,
+        request: &Request,
+        rne: &str,
+    ) -> Result<Response, ApiError> {
+        let caller = self.authenticate(request.headers()).await?;
+        let rne = parse_rne(rne)?;
+        caller.may_read(&rne)?;
+        let establishment = self
+            .store
+            .get(&rne)
+            .await?
+            .ok_or_else(|| ApiError::not_found("establishment"))?;
+        Ok(json(StatusCode::OK, &view(&establishment, Instant::now())))
+    }
+
+    pub(super) async fn get_history(
+        &self,
+        request: &Request,
+        rne: &str,
+    ) -> Result<Response, ApiError> {
+        let caller = self.authenticate(request.headers()).await?;
+        let rne = parse_rne(rne)?;
+        caller.may_read(&rne)?;
+        let events = self.store.history(&rne).await?;
+        if events.is_empty() {
+            return Err(ApiError::not_found("establishment"));
+        }
+        let events: Vec<Value> = events
+            .iter()
+            .map(|event| {
+                json!({
+                    "status": event.status,
+                    "previous": event.previous,
+                    "at": event.at.rfc3339(),
+                    "timestamp": event.at.unix(),
+                })
+            })
+            .collect();
+        Ok(json(StatusCode::OK, &json!({ "events": events })))
+    }
+
+    /// Creates an establishment and starts its provisioning, or, for the same body again,
+    /// issues a new key and changes nothing else.
+    pub(super) async fn create_establishment(
+        &self,
+        request: &Request,
+    ) -> Result<Response, ApiError> {
+        self.authenticate(request.headers())
+            .await?
+            .must_be_cyber()?;
+        let new = parse_new_establishment(request.body())?;
+        tracing::Span::current().record("rne", new.rne.as_str());
+
+        for _ in 0..MAX_RACES {
+            let key = Secret::generate(ESTABLISHMENT_KEY_PREFIX);
+            let outcome = match self.store.get(&new.rne).await? {
+                None => self.create_new(&new, &key).await,
+                Some(existing) => self.reissue_key(existing, &new, &key).await,
+            };
+            match outcome {
+                Ok(establishment) => {
+                    let timing = timing(&establishment);
+                    return Ok(json(
+                        StatusCode::OK,
+                        &json!({
+                            "rne": establishment.rne,
+                            "key": key.expose(),
+                            "status": establishment.status,
+                            "timestamp": timing["timestamp"],
+                            "next_step_at": timing["next_step_at"],
+                        }),
+                    ));
+                }
+                // Another request created or re-keyed this establishment meanwhile: read again.
+                Err(Race::Lost) => tokio::time::sleep(jitter()).await,
+                Err(Race::Failed(error)) => return Err(error),
+            }
+        }
+        Err(ApiError::unavailable(
+            &"too many concurrent requests for one establishment",
+        ))
+    }
+
+    async fn create_new(
+        &self,
+        new: &NewEstablishment,
+        key: &Secret,
+    ) -> Result<Establishment, Race> {
+        let now = Instant::now();
+        let ready_at = now.plus_seconds(self.config.install_eta.as_secs());
+        let establishment = Establishment::create(new.clone(), key.digest(), now, ready_at);
+        self.store.create(&establishment).await?;
+
+        let run = WorkflowRun {
+            kind: WorkflowKind::Provisioning,
+            rne: establishment.rne.clone(),
+            attempt: establishment.provisioning_attempt,
+        };
+        if let Err(error) = self.workflows.start(&run).await {
+            // Leave nothing half-created: the client's retry will create it anew.
+            if let Err(cleanup) = self
+                .store
+                .delete_unstarted(&establishment.rne, &key.digest())
+                .await
+            {
+                tracing::error!(error = %cleanup, "could not remove an establishment whose provisioning did not start");
+            }
+            return Err(Race::Failed(error.into()));
+        }
+        tracing::info!(to = %Status::Installing, "establishment created, provisioning started");
+        Ok(establishment)
+    }
+
+    async fn reissue_key(
+        &self,
+        existing: Establishment,
+        new: &NewEstablishment,
+        key: &Secret,
+    ) -> Result<Establishment, Race> {
+        if !existing.has_licence_of(new) {
+            return Err(Race::Failed(ApiError::new(
+                super::ErrorCode::Conflict,
+                "This establishment exists with another griffe, code, version or agricole value.",
+            )));
+        }
+        self.store
+            .replace_key(&existing.rne, &existing.key_digest, &key.digest())
+            .await?;
+        tracing::info!("establishment key reissued");
+        Ok(existing)
+    }
+}
+
+enum Race {
+    Lost,
+    Failed(ApiError),
+}
+
+impl From<StoreError> for Race {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::AlreadyExists | StoreError::Conflict => Race::Lost,
+            StoreError::Unavailable(_) => Race::Failed(error.into()),
+        }
+    }
+}
+
+/// A few milliseconds, random, so that racing requests do not retry in lockstep.
+fn jitter() -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    Duration::from_millis(1 + u64::from(byte[0] % 16))
+}
+
+fn parse_rne(raw: &str) -> Result<Rne, ApiError> {
+    Rne::parse(raw).map_err(|error| {
+        ApiError::invalid_fields([("rne".to_owned(), error.0)].into())
+            .with_message("The RNE/UAI code in the path is not valid.")
+    })
+}
+
+fn parse_new_establishment(body: &[u8]) -> Result<NewEstablishment, ApiError> {
+    let mut object = JsonObject::parse(body, &["rne", "griffe", "code", "version", "agricole"])?;
+    let rne = object.required("rne", Rne::parse);
+    let griffe = object.required("griffe", Griffe::parse);
+    let code = object.required("code", LicenceCode::parse);
+    let version = object.required("version", Version::parse);
+    let agricole = object.optional_bool("agricole", false);
+    object.finish()?;
+    match (rne, griffe, code, version, agricole) {
+        (Some(rne), Some(griffe), Some(code), Some(version), Some(agricole)) => {
+            Ok(NewEstablishment {
+                rne,
+                griffe,
+                code,
+                version,
+                agricole,
+            })
+        }
+        _ => Err(ApiError::invalid("The request body has invalid fields.")),
+    }
+}
+
+/// `timestamp` and `next_step_at`: when the next step is expected, in statuses that have one.
+fn timing(establishment: &Establishment) -> Value {
+    match establishment
+        .next_step_at
+        .filter(|_| establishment.status.has_next_step())
+    {
+        Some(at) => json!({ "timestamp": at.unix(), "next_step_at": at.rfc3339() }),
+        None => json!({ "timestamp": null, "next_step_at": null }),
+    }
+}
+
+/// The establishment as the Cyberlibrairie and the school see it. Never the licence code.
+fn view(establishment: &Establishment, now: Instant) -> Value {
+    let timing = timing(establishment);
+    let mut body = json!({
+        "rne": establishment.rne,
+        "status": establishment.status,
+        "timestamp": timing["timestamp"],
+        "next_step_at": timing["next_step_at"],
+        "status_changed_at": establishment.status_changed_at.rfc3339(),
+        "message": messages::for_school(establishment, now),
+        "version": establishment.version,
+        "agricole": establishment.agricole,
+        "bases": [],
+    });
+    if let (Status::Ready, Some(connection)) = (establishment.status, &establishment.connection) {
+        body["connection"] = json!({
+            "host": connection.host,
+            "port": connection.port,
+            "client_download_url": connection.client_download_url,
+        });
+    }
+    if let (Status::InstallFailed | Status::MountFailed, Some(failure)) =
+        (establishment.status, &establishment.failure)
+    {
+        body["error"] = json!({
+            "code": establishment.status,
+            "reason": failure.reason,
+            "detail": failure.detail,
+        });
+    }
+    body
+}

@@ -1,0 +1,124 @@
+//! The HTTP handlers. They take an `http::Request` with its whole body and give an
+//! `http::Response`: the Lambda glue and the local server only convert to and from these.
+
+mod auth;
+mod body;
+mod error;
+mod establishments;
+mod messages;
+mod router;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use tracing::Instrument;
+
+pub use auth::Caller;
+pub use body::MAX_BODY_BYTES;
+pub use error::{ApiError, ErrorCode};
+pub use router::{match_route, Endpoint};
+
+use crate::config::Config;
+use crate::ports::{EstablishmentStore, Workflows};
+
+pub type Request = http::Request<Bytes>;
+pub type Response = http::Response<Bytes>;
+
+/// The request id of the platform (API Gateway, Lambda) or of the local server, set as a
+/// request extension by whoever received the request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The OpenAPI document of this API, served as is.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+/// Everything a handler needs, built once per process.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn EstablishmentStore>,
+    pub workflows: Arc<dyn Workflows>,
+}
+
+impl App {
+    /// Answers any endpoint: the local server's entry point.
+    pub async fn handle(&self, request: Request) -> Response {
+        self.handle_only(None, request).await
+    }
+
+    /// Answers `endpoint` only, as one Lambda function does; other paths get 404.
+    pub async fn handle_endpoint(&self, endpoint: Endpoint, request: Request) -> Response {
+        self.handle_only(Some(endpoint), request).await
+    }
+
+    async fn handle_only(&self, only: Option<Endpoint>, request: Request) -> Response {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            endpoint = tracing::field::Empty,
+            rne = tracing::field::Empty,
+        );
+        async move {
+            let started = std::time::Instant::now();
+            let response = match self.dispatch(only, &request).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            };
+            tracing::info!(
+                status = response.status().as_u16(),
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request handled"
+            );
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dispatch(
+        &self,
+        only: Option<Endpoint>,
+        request: &Request,
+    ) -> Result<Response, ApiError> {
+        let path = request.uri().path();
+        let matched = router::match_route(request.method(), path)?;
+        if only.is_some_and(|only| only != matched.endpoint) {
+            return Err(ApiError::not_found("such path"));
+        }
+        tracing::Span::current().record("endpoint", matched.endpoint.name());
+        let param = |index: usize| matched.params.get(index).copied().unwrap_or_default();
+
+        match matched.endpoint {
+            Endpoint::OpenApi => Ok(with_type(
+                Response::new(Bytes::from_static(OPENAPI_JSON.as_bytes())),
+                "application/json; charset=utf-8",
+            )),
+            Endpoint::GetEstablishment => self.get_establishment(request, param(0)).await,
+            Endpoint::CreateEstablishment => self.create_establishment(request).await,
+            Endpoint::GetHistory => self.get_history(request, param(0)).await,
+        }
+    }
+}
+
+/// A JSON response with the contract's content type; never cached, as bodies may hold keys.
+pub fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    with_type(response, "application/json; charset=utf-8")
+}
+
+fn with_type(mut response: Response, content_type: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

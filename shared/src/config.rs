@@ -1,0 +1,145 @@
+//! Configuration from the environment, read the same way in Lambda and in the local server.
+
+use std::time::Duration;
+
+use crate::domain::Digest;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {name} {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+/// The settings of the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CYBER_KEY_SHA256`: the Cyberlibrairie's key digests (two during a rotation).
+    pub cyber_keys: Vec<Digest>,
+    /// `OPERATOR_KEY_SHA256`: the operators' and hosting agent's key digests.
+    pub operator_keys: Vec<Digest>,
+    /// `ALLOWED_FRAME_ORIGINS`: origins that may frame the upload page.
+    pub allowed_frame_origins: Vec<String>,
+    /// `INSTALL_ETA_SECONDS`: how long an installation is expected to take.
+    pub install_eta: Duration,
+    /// `MOUNT_ETA_SECONDS`: how long checking and mounting bases is expected to take.
+    pub mount_eta: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            cyber_keys: digests(&lookup, "CYBER_KEY_SHA256")?,
+            operator_keys: digests(&lookup, "OPERATOR_KEY_SHA256")?,
+            allowed_frame_origins: list(&lookup, "ALLOWED_FRAME_ORIGINS"),
+            install_eta: seconds(&lookup, "INSTALL_ETA_SECONDS", 2 * 3600)?,
+            mount_eta: seconds(&lookup, "MOUNT_ETA_SECONDS", 3600)?,
+        })
+    }
+}
+
+/// A required variable, for adapters that cannot work without it (a table name, an ARN).
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .ok_or(ConfigError {
+            name,
+            problem: "must be set".to_owned(),
+        })
+}
+
+fn list(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+    lookup(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn digests(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Vec<Digest>, ConfigError> {
+    let items = list(lookup, name);
+    if items.len() > 2 {
+        return Err(ConfigError {
+            name,
+            problem: "holds at most two digests (the current key and the next one)".to_owned(),
+        });
+    }
+    items
+        .iter()
+        .map(|item| {
+            Digest::parse_hex(item).map_err(|error| ConfigError {
+                name,
+                problem: format!("entry {error}"),
+            })
+        })
+        .collect()
+}
+
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match lookup(name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(value) => value
+            .trim()
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| ConfigError {
+                name,
+                problem: format!("must be a whole number of seconds, not {value:?}"),
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn two_digests_are_accepted_for_a_rotation() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let both = format!("{a}, {b}");
+        let config = config(&[("CYBER_KEY_SHA256", &both)]).unwrap();
+        assert_eq!(config.cyber_keys.len(), 2);
+        assert!(config.operator_keys.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let error = config(&[("OPERATOR_KEY_SHA256", "not-hex")]).unwrap_err();
+        assert_eq!(error.name, "OPERATOR_KEY_SHA256");
+        let error = config(&[("MOUNT_ETA_SECONDS", "ten")]).unwrap_err();
+        assert_eq!(error.name, "MOUNT_ETA_SECONDS");
+        let three = ["a".repeat(64), "b".repeat(64), "c".repeat(64)].join(",");
+        assert!(config(&[("CYBER_KEY_SHA256", &three)]).is_err());
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.install_eta, Duration::from_secs(7200));
+        assert!(config.allowed_frame_origins.is_empty());
+    }
+}
