@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 
 use super::Response;
