@@ -6,6 +6,8 @@ mod body;
 mod error;
 mod establishments;
 mod messages;
+#[cfg(test)]
+mod openapi_tests;
 mod router;
 
 use std::sync::Arc;
