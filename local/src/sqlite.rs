@@ -1,1 +1,397 @@
-//! wip
+//! Establishments in one SQLite file, the local stand-in for the DynamoDB table. Every method
+//! does its short work under one connection's lock, in a transaction when it writes more than
+//! one row, so it keeps the same promises as the DynamoDB store.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bcdi_shared::domain::establishment::{Connection as ServerConnection, Failure};
+use bcdi_shared::domain::{
+    Digest, Establishment, Griffe, Instant, LicenceCode, Rne, Status, StatusEvent, Version,
+};
+use bcdi_shared::ports::{EstablishmentStore, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+/// The schema, created on every start and kept across restarts. A key is a unique column of its
+/// establishment, so replacing it is one `UPDATE`: the previous key stops working at once.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS establishments (
+    rne                     TEXT PRIMARY KEY,
+    griffe                  TEXT NOT NULL,
+    code                    TEXT NOT NULL,
+    version                 TEXT NOT NULL,
+    agricole                INTEGER NOT NULL,
+    key_digest              TEXT NOT NULL UNIQUE,
+    status                  TEXT NOT NULL,
+    created_at              INTEGER NOT NULL,
+    status_changed_at       INTEGER NOT NULL,
+    next_step_at            INTEGER,
+    provisioning_attempt    INTEGER NOT NULL,
+    failure_reason          TEXT,
+    failure_detail          TEXT,
+    connection_host         TEXT,
+    connection_port         INTEGER,
+    connection_client_download_url TEXT
+) STRICT;
+
+-- The operators' listing by status, oldest change first (DynamoDB's `by_status` index).
+CREATE INDEX IF NOT EXISTS establishments_by_status
+    ON establishments (status, status_changed_at, rne);
+
+CREATE TABLE IF NOT EXISTS events (
+    rne         TEXT NOT NULL REFERENCES establishments (rne),
+    seq         INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    previous    TEXT,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (rne, seq)
+) STRICT;
+";
+
+/// How long a write waits for another process holding the database (e.g. a second server).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SELECT_ESTABLISHMENT: &str = "
+SELECT rne, griffe, code, version, agricole, key_digest, status, created_at, status_changed_at,
+       next_step_at, provisioning_attempt, failure_reason, failure_detail,
+       connection_host, connection_port, connection_client_download_url
+FROM establishments WHERE rne = ?1";
+
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, with its schema, in WAL mode.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "SQLite: cannot create the data directory: {error}"
+                ))
+            })?;
+        }
+        let connection = Connection::open(path).map_err(unavailable)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+        let mode: String = connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(unavailable)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "SQLite: WAL mode refused (journal mode {mode})"
+            )));
+        }
+        // In WAL mode, NORMAL loses at most the last transactions on a power cut, never integrity.
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable)?;
+        Self::with_schema(connection)
+    }
+
+    /// A database that lives as long as the store, for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::with_schema(Connection::open_in_memory().map_err(unavailable)?)
+    }
+
+    fn with_schema(connection: Connection) -> Result<Self, StoreError> {
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(unavailable)?;
+        connection.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// The connection; a panic of another holder left no transaction open (dropping a
+    /// transaction rolls it back), so a poisoned lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl EstablishmentStore for SqliteStore {
+    async fn get(&self, rne: &Rne) -> Result<Option<Establishment>, StoreError> {
+        let connection = self.lock();
+        let row = connection
+            .query_row(
+                SELECT_ESTABLISHMENT,
+                [rne.as_str()],
+                StoredEstablishment::read,
+            )
+            .optional()
+            .map_err(unavailable)?;
+        row.map(StoredEstablishment::parse).transpose()
+    }
+
+    async fn find_by_key(&self, key: &Digest) -> Result<Option<Rne>, StoreError> {
+        let connection = self.lock();
+        let rne: Option<String> = connection
+            .query_row(
+                "SELECT rne FROM establishments WHERE key_digest = ?1",
+                [key.to_hex()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        rne.map(|rne| Rne::parse(&rne).map_err(|_| corrupt("rne")))
+            .transpose()
+    }
+
+    async fn create(&self, establishment: &Establishment) -> Result<(), StoreError> {
+        let e = establishment;
+        let mut connection = self.lock();
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+
+        let exists = transaction
+            .query_row(
+                "SELECT 1 FROM establishments WHERE rne = ?1",
+                [e.rne.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(unavailable)?
+            .is_some();
+        if exists {
+            return Err(StoreError::AlreadyExists);
+        }
+
+        let inserted = transaction.execute(
+            "INSERT INTO establishments (rne, griffe, code, version, agricole, key_digest, status,
+                 created_at, status_changed_at, next_step_at, provisioning_attempt,
+                 failure_reason, failure_detail,
+                 connection_host, connection_port, connection_client_download_url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            params![
+                e.rne.as_str(),
+                e.griffe.expose(),
+                e.code.expose(),
+                e.version.as_str(),
+                e.agricole,
+                e.key_digest.to_hex(),
+                e.status.code(),
+                e.created_at.unix(),
+                e.status_changed_at.unix(),
+                e.next_step_at.map(Instant::unix),
+                e.provisioning_attempt,
+                e.failure.as_ref().map(|failure| &failure.reason),
+                e.failure.as_ref().map(|failure| &failure.detail),
+                e.connection.as_ref().map(|connection| &connection.host),
+                e.connection.as_ref().map(|connection| connection.port),
+                e.connection
+                    .as_ref()
+                    .map(|connection| &connection.client_download_url),
+            ],
+        );
+        match inserted {
+            Ok(_) => {}
+            // The only constraint left is the key's uniqueness: another establishment has it.
+            Err(error) if is_constraint_violation(&error) => return Err(StoreError::Conflict),
+            Err(error) => return Err(unavailable(error)),
+        }
+        insert_event(&transaction, &e.rne, &e.first_event())?;
+        transaction.commit().map_err(unavailable)
+    }
+
+    async fn replace_key(
+        &self,
+        rne: &Rne,
+        previous: &Digest,
+        next: &Digest,
+    ) -> Result<(), StoreError> {
+        let connection = self.lock();
+        let updated = connection.execute(
+            "UPDATE establishments SET key_digest = ?3 WHERE rne = ?1 AND key_digest = ?2",
+            params![rne.as_str(), previous.to_hex(), next.to_hex()],
+        );
+        match updated {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(StoreError::Conflict),
+            Err(error) if is_constraint_violation(&error) => Err(StoreError::Conflict),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn delete_unstarted(&self, rne: &Rne, key: &Digest) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+
+        let stored: Option<String> = transaction
+            .query_row(
+                "SELECT key_digest FROM establishments WHERE rne = ?1",
+                [rne.as_str()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        match stored {
+            None => return Ok(()),
+            Some(stored) if stored != key.to_hex() => return Err(StoreError::Conflict),
+            Some(_) => {}
+        }
+
+        transaction
+            .execute("DELETE FROM events WHERE rne = ?1", [rne.as_str()])
+            .map_err(unavailable)?;
+        transaction
+            .execute("DELETE FROM establishments WHERE rne = ?1", [rne.as_str()])
+            .map_err(unavailable)?;
+        transaction.commit().map_err(unavailable)
+    }
+
+    async fn history(&self, rne: &Rne) -> Result<Vec<StatusEvent>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT seq, status, previous, at FROM events WHERE rne = ?1 ORDER BY seq",
+            )
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map([rne.as_str()], |row| {
+                Ok((
+                    row.get::<_, u32>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(unavailable)?;
+        rows.map(|row| {
+            let (seq, status, previous, at) = row.map_err(unavailable)?;
+            Ok(StatusEvent {
+                seq,
+                status: Status::parse(&status).map_err(|_| corrupt("event status"))?,
+                previous: previous
+                    .map(|code| Status::parse(&code).map_err(|_| corrupt("event previous")))
+                    .transpose()?,
+                at: Instant::from_unix(at),
+            })
+        })
+        .collect()
+    }
+}
+
+fn insert_event(
+    transaction: &rusqlite::Transaction<'_>,
+    rne: &Rne,
+    event: &StatusEvent,
+) -> Result<(), StoreError> {
+    transaction
+        .execute(
+            "INSERT INTO events (rne, seq, status, previous, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                rne.as_str(),
+                event.seq,
+                event.status.code(),
+                event.previous.map(Status::code),
+                event.at.unix(),
+            ],
+        )
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// A row as stored, before its values are parsed back into domain types.
+struct StoredEstablishment {
+    rne: String,
+    griffe: String,
+    code: String,
+    version: String,
+    agricole: bool,
+    key_digest: String,
+    status: String,
+    created_at: i64,
+    status_changed_at: i64,
+    next_step_at: Option<i64>,
+    provisioning_attempt: u32,
+    failure_reason: Option<String>,
+    failure_detail: Option<String>,
+    connection_host: Option<String>,
+    connection_port: Option<u16>,
+    connection_client_download_url: Option<String>,
+}
+
+impl StoredEstablishment {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            rne: row.get(0)?,
+            griffe: row.get(1)?,
+            code: row.get(2)?,
+            version: row.get(3)?,
+            agricole: row.get(4)?,
+            key_digest: row.get(5)?,
+            status: row.get(6)?,
+            created_at: row.get(7)?,
+            status_changed_at: row.get(8)?,
+            next_step_at: row.get(9)?,
+            provisioning_attempt: row.get(10)?,
+            failure_reason: row.get(11)?,
+            failure_detail: row.get(12)?,
+            connection_host: row.get(13)?,
+            connection_port: row.get(14)?,
+            connection_client_download_url: row.get(15)?,
+        })
+    }
+
+    // Errors name the column, never its value: a griffe or licence code must not reach a log.
+    fn parse(self) -> Result<Establishment, StoreError> {
+        let failure = match (self.failure_reason, self.failure_detail) {
+            (Some(reason), Some(detail)) => Some(Failure { reason, detail }),
+            (None, None) => None,
+            _ => return Err(corrupt("failure")),
+        };
+        let connection = match (
+            self.connection_host,
+            self.connection_port,
+            self.connection_client_download_url,
+        ) {
+            (Some(host), Some(port), Some(client_download_url)) => Some(ServerConnection {
+                host,
+                port,
+                client_download_url,
+            }),
+            (None, None, None) => None,
+            _ => return Err(corrupt("connection")),
+        };
+        Ok(Establishment {
+            rne: Rne::parse(&self.rne).map_err(|_| corrupt("rne"))?,
+            griffe: Griffe::parse(&self.griffe).map_err(|_| corrupt("griffe"))?,
+            code: LicenceCode::parse(&self.code).map_err(|_| corrupt("code"))?,
+            version: Version::parse(&self.version).map_err(|_| corrupt("version"))?,
+            agricole: self.agricole,
+            key_digest: Digest::parse_hex(&self.key_digest).map_err(|_| corrupt("key_digest"))?,
+            status: Status::parse(&self.status).map_err(|_| corrupt("status"))?,
+            created_at: Instant::from_unix(self.created_at),
+            status_changed_at: Instant::from_unix(self.status_changed_at),
+            next_step_at: self.next_step_at.map(Instant::from_unix),
+            provisioning_attempt: self.provisioning_attempt,
+            failure,
+            connection,
+        })
+    }
+}
+
+fn is_constraint_violation(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// SQLite's messages name tables and columns, never bound values: no secret can leak here.
+fn unavailable(error: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("SQLite: {error}"))
+}
+
+fn corrupt(column: &str) -> StoreError {
+    StoreError::Unavailable(format!("SQLite: a stored `{column}` is invalid"))
+}

@@ -1,0 +1,603 @@
+//! The promises of `EstablishmentStore`, written once and run against every adapter:
+//! `store_suite!` turns each function below into one `#[tokio::test]` for a given store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bcdi_shared::domain::establishment::{Connection, Failure};
+use bcdi_shared::domain::{
+    Digest, Establishment, Griffe, Instant, LicenceCode, NewEstablishment, Rne, Secret, Status,
+    Version,
+};
+use bcdi_shared::ports::{EstablishmentStore, StoreError};
+use tokio::sync::Barrier;
+
+pub type Store = Arc<dyn EstablishmentStore>;
+
+/// How many requests race in the concurrency tests.
+const RACERS: usize = 20;
+
+/// One `#[tokio::test]` per function of this module, each on a new store from `$store` (an
+/// async fn returning a `Store`), and the failure test on a store from `$broken`, whose every
+/// call fails. A function added to the module must be listed here too.
+#[macro_export]
+macro_rules! store_suite {
+    ($store:path, $broken:path) => {
+        $crate::store_suite!(@each $store;
+            record_round_trips_every_field,
+            record_without_optional_fields_round_trips,
+            unknown_rne_is_absent,
+            unknown_rne_has_empty_history,
+            creation_records_the_first_event,
+            each_key_finds_only_its_own_establishment,
+            unknown_key_finds_nothing,
+            creating_an_existing_rne_is_refused_and_changes_nothing,
+            concurrent_creations_of_one_rne_create_one_record,
+            replaced_key_stops_working_at_once,
+            rekeying_changes_nothing_but_the_key,
+            rekeying_from_a_stale_key_conflicts_and_changes_nothing,
+            rekeying_an_unknown_rne_conflicts_and_creates_no_key,
+            concurrent_rekeys_from_one_key_let_exactly_one_win,
+            twenty_concurrent_rekeys_leave_exactly_one_valid_key,
+            delete_unstarted_removes_record_key_and_history,
+            deleted_rne_can_be_created_again,
+            delete_unstarted_keeps_a_rekeyed_establishment,
+            deleting_an_absent_establishment_succeeds,
+        );
+
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn failures_are_unavailable_and_reveal_no_secret() {
+            $crate::store_suite::failures_are_unavailable_and_reveal_no_secret($broken().await)
+                .await;
+        }
+    };
+    (@each $store:path; $($name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $crate::store_suite::$name($store().await).await;
+            }
+        )*
+    };
+}
+
+// Fixtures: real RNE codes, a licence with characters that quoting gets wrong, fixed instants.
+
+pub const GRIFFE: &str = "Collège Jean-Moulin – CDI \"Les #Livres\" l'été";
+pub const CODE: &str = "Zx9-ABCD-1234-ef";
+
+/// 2025-12-03T12:00:00Z.
+pub const CREATED_AT: i64 = 1_764_763_200;
+
+pub fn rne(code: &str) -> Rne {
+    Rne::parse(code).expect("a real RNE")
+}
+
+/// The digest of a key named `label`: distinct labels, distinct keys.
+pub fn key(label: &str) -> Digest {
+    Secret::from_presented(&format!("bcdi_est_test_{label}")).digest()
+}
+
+/// A new establishment in status `1`, as `POST /v1/establishments` creates it.
+pub fn new_establishment(code: &str, key_label: &str) -> Establishment {
+    let created = Instant::from_unix(CREATED_AT);
+    Establishment::create(
+        NewEstablishment {
+            rne: rne(code),
+            griffe: Griffe::parse(GRIFFE).expect("a valid griffe"),
+            code: LicenceCode::parse(CODE).expect("a valid code"),
+            version: Version::CollegeLycee,
+            agricole: false,
+        },
+        key(key_label),
+        created,
+        created.plus_seconds(7200),
+    )
+}
+
+/// An establishment with every optional field set and every field away from its default. No
+/// real status has a failure and a connection at once: here each must be seen to round-trip.
+pub fn establishment_with_every_field(code: &str, key_label: &str) -> Establishment {
+    Establishment {
+        rne: rne(code),
+        griffe: Griffe::parse(GRIFFE).expect("a valid griffe"),
+        code: LicenceCode::parse(CODE).expect("a valid code"),
+        version: Version::Special,
+        agricole: true,
+        key_digest: key(key_label),
+        status: Status::MountFailed,
+        created_at: Instant::from_unix(CREATED_AT),
+        status_changed_at: Instant::from_unix(CREATED_AT + 86_400 + 61),
+        next_step_at: Some(Instant::from_unix(CREATED_AT + 90_000)),
+        provisioning_attempt: 3,
+        failure: Some(Failure {
+            reason: "missing_notices_dat".to_owned(),
+            detail: "The archive \"data.zip\" has no NOTICES.DAT; expected one per base."
+                .to_owned(),
+        }),
+        connection: Some(Connection {
+            host: "bcdi-0750655e.example.org".to_owned(),
+            port: 40_001,
+            client_download_url: "https://downloads.example.org/bcdi/client.exe?v=3&lang=fr"
+                .to_owned(),
+        }),
+    }
+}
+
+async fn must_create(store: &Store, establishment: &Establishment) {
+    store
+        .create(establishment)
+        .await
+        .expect("the establishment is created");
+}
+
+async fn stored(store: &Store, rne: &Rne) -> Option<Establishment> {
+    store.get(rne).await.expect("the store answers")
+}
+
+async fn owner_of(store: &Store, key: &Digest) -> Option<Rne> {
+    store.find_by_key(key).await.expect("the store answers")
+}
+
+fn is_race_lost(result: &Result<(), StoreError>) -> bool {
+    matches!(
+        result,
+        Err(StoreError::AlreadyExists | StoreError::Conflict)
+    )
+}
+
+/// Runs `RACERS` calls of `race(i)` at once, released together, and returns their results by `i`.
+async fn race<F, Fut>(race: F) -> Vec<Result<(), StoreError>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    let start = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let start = Arc::clone(&start);
+            let call = race(i);
+            tokio::spawn(async move {
+                start.wait().await;
+                call.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(RACERS);
+    for task in tasks {
+        results.push(task.await.expect("a racing task does not panic"));
+    }
+    results
+}
+
+fn single_winner(results: &[Result<(), StoreError>]) -> usize {
+    let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one call wins: {results:?}");
+    for (i, result) in results.iter().enumerate() {
+        assert!(
+            result.is_ok() || is_race_lost(result),
+            "call {i} lost the race with AlreadyExists or Conflict, not {result:?}"
+        );
+    }
+    winners[0]
+}
+
+// The suite.
+
+pub async fn record_round_trips_every_field(store: Store) {
+    // Given an establishment whose every field differs from a fresh one's
+    let establishment = establishment_with_every_field("9740787M", "every-field");
+
+    // When it is stored and read back
+    must_create(&store, &establishment).await;
+
+    // Then every field is as it was written
+    assert_eq!(
+        stored(&store, &establishment.rne).await,
+        Some(establishment)
+    );
+}
+
+pub async fn record_without_optional_fields_round_trips(store: Store) {
+    let mut establishment = new_establishment("0160010Z", "no-options");
+    establishment.next_step_at = None;
+
+    must_create(&store, &establishment).await;
+
+    assert_eq!(
+        stored(&store, &establishment.rne).await,
+        Some(establishment)
+    );
+}
+
+pub async fn unknown_rne_is_absent(store: Store) {
+    must_create(&store, &new_establishment("0750655E", "neighbour")).await;
+
+    assert_eq!(stored(&store, &rne("0750654D")).await, None);
+}
+
+pub async fn unknown_rne_has_empty_history(store: Store) {
+    must_create(&store, &new_establishment("0750655E", "neighbour")).await;
+
+    let history = store
+        .history(&rne("0750654D"))
+        .await
+        .expect("the store answers");
+
+    assert!(history.is_empty(), "{history:?}");
+}
+
+pub async fn creation_records_the_first_event(store: Store) {
+    let establishment = establishment_with_every_field("0752526N", "first-event");
+
+    must_create(&store, &establishment).await;
+
+    let history = store
+        .history(&establishment.rne)
+        .await
+        .expect("the store answers");
+    assert_eq!(history, vec![establishment.first_event()]);
+}
+
+pub async fn each_key_finds_only_its_own_establishment(store: Store) {
+    // Given two establishments
+    let first = new_establishment("6200001G", "corsica-1");
+    let second = new_establishment("6200002H", "corsica-2");
+    must_create(&store, &first).await;
+    must_create(&store, &second).await;
+
+    // Then each key leads to its own establishment
+    assert_eq!(owner_of(&store, &key("corsica-1")).await, Some(first.rne));
+    assert_eq!(owner_of(&store, &key("corsica-2")).await, Some(second.rne));
+}
+
+pub async fn unknown_key_finds_nothing(store: Store) {
+    must_create(&store, &new_establishment("7200009X", "known")).await;
+
+    assert_eq!(owner_of(&store, &key("never-issued")).await, None);
+}
+
+pub async fn creating_an_existing_rne_is_refused_and_changes_nothing(store: Store) {
+    // Given an establishment
+    let original = new_establishment("0752538B", "original");
+    must_create(&store, &original).await;
+
+    // When the same RNE is created again with another key and licence
+    let mut again = establishment_with_every_field("0752538B", "intruder");
+    again.created_at = Instant::from_unix(CREATED_AT + 10);
+    let result = store.create(&again).await;
+
+    // Then it is refused, the record and history are the first ones, the new key opens nothing
+    assert!(
+        matches!(result, Err(StoreError::AlreadyExists)),
+        "{result:?}"
+    );
+    assert_eq!(stored(&store, &original.rne).await, Some(original.clone()));
+    assert_eq!(owner_of(&store, &key("intruder")).await, None);
+    assert_eq!(
+        owner_of(&store, &key("original")).await,
+        Some(original.rne.clone())
+    );
+    let history = store
+        .history(&original.rne)
+        .await
+        .expect("the store answers");
+    assert_eq!(history, vec![original.first_event()]);
+}
+
+pub async fn concurrent_creations_of_one_rne_create_one_record(store: Store) {
+    // Given twenty requests creating one RNE, each with a key of its own
+    let rne = rne("9710002A");
+
+    // When they all run at once
+    let results = race(|i| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .create(&new_establishment("9710002A", &format!("racer-{i}")))
+                .await
+        }
+    })
+    .await;
+
+    // Then one wins; the record, the only working key and the single event are the winner's
+    let winner = single_winner(&results);
+    let record = stored(&store, &rne).await.expect("the winner's record");
+    assert_eq!(record.key_digest, key(&format!("racer-{winner}")));
+    for i in 0..RACERS {
+        let expected = (i == winner).then(|| rne.clone());
+        assert_eq!(
+            owner_of(&store, &key(&format!("racer-{i}"))).await,
+            expected,
+            "key {i}"
+        );
+    }
+    let history = store.history(&rne).await.expect("the store answers");
+    assert_eq!(history, vec![record.first_event()]);
+}
+
+pub async fn replaced_key_stops_working_at_once(store: Store) {
+    // Given an establishment with its first key
+    let establishment = new_establishment("0750655E", "lost");
+    must_create(&store, &establishment).await;
+
+    // When the key is replaced
+    store
+        .replace_key(&establishment.rne, &key("lost"), &key("reissued"))
+        .await
+        .expect("the key is replaced");
+
+    // Then the very next look-ups find the new key and not the old one
+    assert_eq!(owner_of(&store, &key("lost")).await, None);
+    assert_eq!(
+        owner_of(&store, &key("reissued")).await,
+        Some(establishment.rne.clone())
+    );
+    let record = stored(&store, &establishment.rne)
+        .await
+        .expect("still stored");
+    assert_eq!(record.key_digest, key("reissued"));
+}
+
+pub async fn rekeying_changes_nothing_but_the_key(store: Store) {
+    let establishment = establishment_with_every_field("0750654D", "before");
+    must_create(&store, &establishment).await;
+
+    store
+        .replace_key(&establishment.rne, &key("before"), &key("after"))
+        .await
+        .expect("the key is replaced");
+
+    let expected = Establishment {
+        key_digest: key("after"),
+        ..establishment.clone()
+    };
+    assert_eq!(stored(&store, &establishment.rne).await, Some(expected));
+    let history = store
+        .history(&establishment.rne)
+        .await
+        .expect("the store answers");
+    assert_eq!(history, vec![establishment.first_event()]);
+}
+
+pub async fn rekeying_from_a_stale_key_conflicts_and_changes_nothing(store: Store) {
+    // Given an establishment already re-keyed once
+    let establishment = new_establishment("7200021K", "one");
+    must_create(&store, &establishment).await;
+    store
+        .replace_key(&establishment.rne, &key("one"), &key("two"))
+        .await
+        .expect("the key is replaced");
+
+    // When another request re-keys it from the key it read before
+    let result = store
+        .replace_key(&establishment.rne, &key("one"), &key("three"))
+        .await;
+
+    // Then it conflicts and only the current key works
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert_eq!(
+        owner_of(&store, &key("two")).await,
+        Some(establishment.rne.clone())
+    );
+    assert_eq!(owner_of(&store, &key("three")).await, None);
+    assert_eq!(owner_of(&store, &key("one")).await, None);
+    let record = stored(&store, &establishment.rne)
+        .await
+        .expect("still stored");
+    assert_eq!(record.key_digest, key("two"));
+}
+
+pub async fn rekeying_an_unknown_rne_conflicts_and_creates_no_key(store: Store) {
+    let result = store
+        .replace_key(&rne("9710003B"), &key("ghost"), &key("ghost-next"))
+        .await;
+
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert_eq!(owner_of(&store, &key("ghost-next")).await, None);
+    assert_eq!(stored(&store, &rne("9710003B")).await, None);
+}
+
+pub async fn concurrent_rekeys_from_one_key_let_exactly_one_win(store: Store) {
+    // Given an establishment and twenty requests that all read its first key
+    let establishment = new_establishment("0752526N", "shared");
+    must_create(&store, &establishment).await;
+
+    // When each replaces that key with its own, at once
+    let results = race(|i| {
+        let store = Arc::clone(&store);
+        let rne = establishment.rne.clone();
+        async move {
+            store
+                .replace_key(&rne, &key("shared"), &key(&format!("rekey-{i}")))
+                .await
+        }
+    })
+    .await;
+
+    // Then one wins, and only its key works
+    let winner = single_winner(&results);
+    let record = stored(&store, &establishment.rne)
+        .await
+        .expect("still stored");
+    assert_eq!(record.key_digest, key(&format!("rekey-{winner}")));
+    assert_eq!(owner_of(&store, &key("shared")).await, None);
+    for i in 0..RACERS {
+        let expected = (i == winner).then(|| establishment.rne.clone());
+        assert_eq!(
+            owner_of(&store, &key(&format!("rekey-{i}"))).await,
+            expected,
+            "key {i}"
+        );
+    }
+}
+
+pub async fn twenty_concurrent_rekeys_leave_exactly_one_valid_key(store: Store) {
+    // Given an establishment and twenty retried POSTs that each read the current key and
+    // replace it, reading again after a conflict (what the creation handler does)
+    let establishment = new_establishment("6200001G", "initial");
+    must_create(&store, &establishment).await;
+
+    // When they all run at once until each has replaced the key once
+    let results = race(|i| {
+        let store = Arc::clone(&store);
+        let rne = establishment.rne.clone();
+        async move {
+            for attempt in 0..1_000u64 {
+                let current = store.get(&rne).await?.expect("still stored").key_digest;
+                match store
+                    .replace_key(&rne, &current, &key(&format!("retry-{i}")))
+                    .await
+                {
+                    Err(StoreError::Conflict) => {
+                        tokio::time::sleep(Duration::from_millis(1 + (attempt * 7 + i as u64) % 5))
+                            .await
+                    }
+                    outcome => return outcome,
+                }
+            }
+            Err(StoreError::Conflict)
+        }
+    })
+    .await;
+
+    // Then all succeeded, and of the twenty-one keys issued exactly one works: the stored one
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let current = stored(&store, &establishment.rne)
+        .await
+        .expect("still stored")
+        .key_digest;
+    let mut working = Vec::new();
+    for label in
+        std::iter::once("initial".to_owned()).chain((0..RACERS).map(|i| format!("retry-{i}")))
+    {
+        if owner_of(&store, &key(&label)).await.is_some() {
+            working.push(key(&label));
+        }
+    }
+    assert_eq!(working, vec![current]);
+}
+
+pub async fn delete_unstarted_removes_record_key_and_history(store: Store) {
+    // Given an establishment whose provisioning could not be started
+    let establishment = new_establishment("9740787M", "unstarted");
+    must_create(&store, &establishment).await;
+
+    // When it is removed with the key it was created with
+    store
+        .delete_unstarted(&establishment.rne, &key("unstarted"))
+        .await
+        .expect("it is removed");
+
+    // Then nothing of it is left
+    assert_eq!(stored(&store, &establishment.rne).await, None);
+    assert_eq!(owner_of(&store, &key("unstarted")).await, None);
+    let history = store
+        .history(&establishment.rne)
+        .await
+        .expect("the store answers");
+    assert!(history.is_empty(), "{history:?}");
+}
+
+pub async fn deleted_rne_can_be_created_again(store: Store) {
+    // Given an establishment removed after a failed start
+    let first = new_establishment("0160010Z", "failed-start");
+    must_create(&store, &first).await;
+    store
+        .delete_unstarted(&first.rne, &key("failed-start"))
+        .await
+        .expect("it is removed");
+
+    // When the client's retry creates it anew
+    let retry = new_establishment("0160010Z", "retried");
+    must_create(&store, &retry).await;
+
+    // Then the new record, key and single event are there, the old key opens nothing
+    assert_eq!(stored(&store, &retry.rne).await, Some(retry.clone()));
+    assert_eq!(
+        owner_of(&store, &key("retried")).await,
+        Some(retry.rne.clone())
+    );
+    assert_eq!(owner_of(&store, &key("failed-start")).await, None);
+    let history = store.history(&retry.rne).await.expect("the store answers");
+    assert_eq!(history, vec![retry.first_event()]);
+}
+
+pub async fn delete_unstarted_keeps_a_rekeyed_establishment(store: Store) {
+    // Given an establishment re-keyed by a retried POST while its first request still runs
+    let establishment = new_establishment("7200009X", "first-request");
+    must_create(&store, &establishment).await;
+    store
+        .replace_key(
+            &establishment.rne,
+            &key("first-request"),
+            &key("retried-request"),
+        )
+        .await
+        .expect("the key is replaced");
+
+    // When the first request, failing to start the provisioning, removes what it created
+    let result = store
+        .delete_unstarted(&establishment.rne, &key("first-request"))
+        .await;
+
+    // Then it conflicts and the establishment the retry answered for is still whole
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    let expected = Establishment {
+        key_digest: key("retried-request"),
+        ..establishment.clone()
+    };
+    assert_eq!(stored(&store, &establishment.rne).await, Some(expected));
+    assert_eq!(
+        owner_of(&store, &key("retried-request")).await,
+        Some(establishment.rne.clone())
+    );
+    let history = store
+        .history(&establishment.rne)
+        .await
+        .expect("the store answers");
+    assert_eq!(history, vec![establishment.first_event()]);
+}
+
+pub async fn deleting_an_absent_establishment_succeeds(store: Store) {
+    let neighbour = new_establishment("0750655E", "neighbour");
+    must_create(&store, &neighbour).await;
+
+    let result = store
+        .delete_unstarted(&rne("0750654D"), &key("anything"))
+        .await;
+
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(stored(&store, &neighbour.rne).await, Some(neighbour));
+}
+
+/// `broken` is a store whose every call fails (its database or table is gone).
+pub async fn failures_are_unavailable_and_reveal_no_secret(broken: Store) {
+    let establishment = establishment_with_every_field("0752538B", "secret-key");
+    let rne = &establishment.rne;
+    let digest = key("secret-key");
+
+    let failures = [
+        ("create", broken.create(&establishment).await.err()),
+        ("get", broken.get(rne).await.err()),
+        ("find_by_key", broken.find_by_key(&digest).await.err()),
+        (
+            "replace_key",
+            broken.replace_key(rne, &digest, &key("next")).await.err(),
+        ),
+        (
+            "delete_unstarted",
+            broken.delete_unstarted(rne, &digest).await.err(),
+        ),
+        ("history", broken.history(rne).await.err()),
+    ];
+
+    for (operation, error) in failures {
+        let Some(StoreError::Unavailable(message)) = error else {
+            panic!("{operation} is Unavailable, not {error:?}");
+        };
+        for secret in [GRIFFE, CODE, "secret-key", digest.to_hex().as_str()] {
+            assert!(!message.contains(secret), "{operation}: {message}");
+        }
+    }
+}
