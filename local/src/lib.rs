@@ -1,1 +1,8 @@
+//! The whole service on one machine, with embedded stand-ins for AWS: SQLite for DynamoDB and
+//! an in-process workflow runner for Step Functions. `bcdi-hosting serve` wires them to the
+//! same handlers the Lambdas run.
+
+pub mod dev_keys;
+pub mod server;
 pub mod sqlite;
+pub mod workflows;

@@ -1,1 +1,110 @@
-fn main() {}
+//! `bcdi-hosting`: the service on a laptop (`serve`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bcdi_hosting::{dev_keys, server, sqlite::SqliteStore, workflows::LocalWorkflows};
+use bcdi_shared::api::App;
+use bcdi_shared::config::Config;
+use bcdi_shared::domain::Digest;
+use bcdi_shared::telemetry;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "BCDI hosting service: run it locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the whole service on 127.0.0.1 with embedded storage and workflows.
+    Serve {
+        /// Port to listen on, on 127.0.0.1 only.
+        #[arg(long, env = "PORT", default_value_t = 8080)]
+        port: u16,
+        /// Where the database and the development keys are kept.
+        #[arg(long, env = "DATA_DIR", default_value = "./.data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(telemetry::Format::from_env(telemetry::Format::Text));
+    let result = match cli.command {
+        Command::Serve { port, data_dir } => serve(port, data_dir).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("bcdi-hosting: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
+    let mut config = Config::from_env().map_err(|error| error.to_string())?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|error| format!("cannot create DATA_DIR {}: {error}", data_dir.display()))?;
+    // Bind before anything else, so that a taken port is the first thing said.
+    let listener = server::bind(port).await?;
+
+    let cyber_key = dev_key(&data_dir, "cyber", &mut config.cyber_keys)?;
+    let operator_key = dev_key(&data_dir, "operator", &mut config.operator_keys)?;
+    let store =
+        SqliteStore::open(&data_dir.join("bcdi.sqlite3")).map_err(|error| error.to_string())?;
+    let app = App {
+        config,
+        store: Arc::new(store),
+        workflows: Arc::new(LocalWorkflows::default()),
+    };
+
+    let base = format!("http://127.0.0.1:{port}");
+    println!("BCDI hosting is listening on {base}  (Ctrl-C to stop)");
+    println!("  data       {}", data_dir.display());
+    println!("  API doc    {base}/v1/openapi.json");
+    // Development keys only, printed because nobody else can tell the developer.
+    for (name, key) in [("cyber", &cyber_key), ("operator", &operator_key)] {
+        if let Some(key) = key {
+            println!(
+                "  {name:<10} key {}  (kept in {})",
+                key.secret.expose(),
+                key.path.display()
+            );
+        }
+    }
+    if let Some(key) = &cyber_key {
+        println!(
+            "  try        curl -H \"Authorization: Bearer $(cat {})\" {base}/v1/establishments/0750655E",
+            key.path.display()
+        );
+    }
+
+    server::serve(listener, Arc::new(app), server::shutdown_signal())
+        .await
+        .map_err(|error| format!("server stopped: {error}"))
+}
+
+/// The development key `name` when no digest is configured for it: kept in `data_dir`.
+fn dev_key(
+    data_dir: &Path,
+    name: &str,
+    digests: &mut Vec<Digest>,
+) -> Result<Option<dev_keys::DevKey>, String> {
+    if !digests.is_empty() {
+        return Ok(None);
+    }
+    let key = dev_keys::load_or_generate(data_dir, name).map_err(|error| {
+        format!(
+            "cannot keep the {name} key in {}: {error}",
+            data_dir.display()
+        )
+    })?;
+    digests.push(key.secret.digest());
+    Ok(Some(key))
+}

@@ -174,11 +174,14 @@ fn jitter() -> Duration {
     Duration::from_millis(1 + u64::from(byte[0] % 16))
 }
 
+/// The RNE of the path, recorded on the request's log span.
 fn parse_rne(raw: &str) -> Result<Rne, ApiError> {
-    Rne::parse(raw).map_err(|error| {
+    let rne = Rne::parse(raw).map_err(|error| {
         ApiError::invalid_fields([("rne".to_owned(), error.0)].into())
             .with_message("The RNE/UAI code in the path is not valid.")
-    })
+    })?;
+    tracing::Span::current().record("rne", rne.as_str());
+    Ok(rne)
 }
 
 fn parse_new_establishment(body: &[u8]) -> Result<NewEstablishment, ApiError> {

@@ -1,5 +1,6 @@
 //! Types that can only be built by parsing, and the rules between them. No I/O here.
 
+pub mod base;
 pub mod establishment;
 pub mod licence;
 pub mod rne;
@@ -7,6 +8,7 @@ pub mod secret;
 pub mod status;
 pub mod time;
 
+pub use base::{Base, BaseState};
 pub use establishment::{Establishment, NewEstablishment, StatusEvent};
 pub use licence::{Griffe, LicenceCode, Version};
 pub use rne::Rne;

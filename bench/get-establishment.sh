@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Throughput and latency of GET /v1/establishments/{rne} on the local server, beside a bare
+# axum server that answers a constant 200, both measured by wrk in the same run.
+#
+#   bench/get-establishment.sh [connections=32] [seconds=15]
+#
+# Prints one table; BENCHMARKS.md records its figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+connections=${1:-32}
+seconds=${2:-15}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --quiet -p bcdi-hosting --bin bcdi-hosting --example bare_server
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+data_dir=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$data_dir"; }
+trap cleanup EXIT
+
+key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+digest=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
+api_port=$(free_port)
+PORT=$api_port DATA_DIR=$data_dir CYBER_KEY_SHA256=$digest RUST_LOG=warn \
+    target/release/bcdi-hosting serve >/dev/null &
+pids+=($!)
+bare_port=$(free_port)
+PORT=$bare_port target/release/examples/bare_server &
+pids+=($!)
+wait_for "http://127.0.0.1:$api_port/v1/openapi.json"
+wait_for "http://127.0.0.1:$bare_port/"
+
+curl -fs -o /dev/null -H "Authorization: Bearer $key" -H 'content-type: application/json' \
+    -d '{"rne":"0750655E","griffe":"Collège Jean Moulin","code":"ABCDEFGH","version":"CL"}' \
+    "http://127.0.0.1:$api_port/v1/establishments"
+
+run() { wrk -t2 -c"$connections" -d"${seconds}s" --latency "$@"; }
+api=$(run -H "Authorization: Bearer $key" "http://127.0.0.1:$api_port/v1/establishments/0750655E")
+bare=$(run "http://127.0.0.1:$bare_port/")
+
+python3 - "$connections" "$api" "$bare" <<'PY'
+import re, sys
+connections, api, bare = sys.argv[1], sys.argv[2], sys.argv[3]
+def figures(out):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    def pct(p):
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
+a, b = figures(api), figures(bare)
+print(f"connections: {connections}")
+print(f"{'server':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+print(f"{'GET /v1/establishments/{rne}':<28}{a[0]:>10.0f}{a[1]:>9.2f}{a[2]:>9.2f}{a[3]:>9}")
+print(f"{'bare constant 200':<28}{b[0]:>10.0f}{b[1]:>9.2f}{b[2]:>9.2f}{b[3]:>9}")
+print(f"throughput ratio (API / bare): {a[0] / b[0]:.2f}")
+PY

@@ -1,0 +1,450 @@
+//! The establishments API, black box, through HTTP against the local server.
+
+use bcdi_tests::app::{licence, TestApp, RNES};
+use serde_json::{json, Value};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn unknown_establishment_is_404() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .get("/v1/establishments/0750655E", Some(&app.cyber_key))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn malformed_rne_is_400_naming_the_field() {
+    let app = TestApp::spawn().await;
+    for rne in ["0120010Z", "075065", "ABCDEFGH"] {
+        let (status, body) = app
+            .get(&format!("/v1/establishments/{rne}"), Some(&app.cyber_key))
+            .await;
+        assert_eq!(status, 400, "{rne}");
+        assert_eq!(body["error"], "invalid_request");
+        assert!(body["fields"]["rne"].is_string(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn every_uai_example_of_the_domain_notes_can_be_created() {
+    let app = TestApp::spawn().await;
+    for rne in RNES {
+        app.create(&rne.to_lowercase()).await;
+        let (status, body) = app
+            .get(&format!("/v1/establishments/{rne}"), Some(&app.cyber_key))
+            .await;
+        assert_eq!((status, body["rne"].as_str()), (200, Some(rne)));
+    }
+}
+
+#[tokio::test]
+async fn creation_answers_a_key_status_1_and_when_the_server_is_expected() {
+    let app = TestApp::spawn().await;
+    let before = now();
+    let (status, body) = app
+        .post(
+            "/v1/establishments",
+            Some(&app.cyber_key),
+            &licence("0750655E"),
+        )
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rne"], "0750655E");
+    assert_eq!(body["status"], "1");
+    assert!(body["key"].as_str().unwrap().len() >= 43);
+    // The default install estimate is two hours.
+    let timestamp = body["timestamp"].as_i64().unwrap();
+    assert!(
+        (before + 7200..=now() + 7200).contains(&timestamp),
+        "{body}"
+    );
+    let next_step_at = body["next_step_at"].as_str().unwrap();
+    assert!(next_step_at.ends_with('Z'), "{next_step_at}");
+    assert_eq!(app.workflows.distinct_runs().len(), 1);
+    assert_eq!(app.workflows.calls()[0].name(), "0750655E-provisioning-1");
+}
+
+#[tokio::test]
+async fn created_establishment_reads_back_in_status_1_with_a_french_message() {
+    let app = TestApp::spawn().await;
+    let key = app.create("0750655E").await;
+
+    for reader in [&app.cyber_key, &key] {
+        let (status, body) = app.get("/v1/establishments/0750655E", Some(reader)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "1");
+        assert_eq!(body["version"], "CL");
+        assert_eq!(body["agricole"], false);
+        assert_eq!(body["bases"], json!([]));
+        assert!(body["timestamp"].is_i64());
+        assert!(body.get("connection").is_none() && body.get("error").is_none());
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("L'installation de votre serveur BCDI est en cours"),
+            "{message}"
+        );
+        // Licence secrets are never returned.
+        assert!(!body.to_string().contains("ABCDEFGH"), "{body}");
+        assert!(!body.to_string().contains("Jean Moulin"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn retried_post_returns_a_new_key_and_starts_nothing() {
+    let app = TestApp::spawn().await;
+    let first = app.create("0750655E").await;
+
+    let (status, body) = app
+        .post(
+            "/v1/establishments",
+            Some(&app.cyber_key),
+            &licence("0750655E"),
+        )
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    let second = body["key"].as_str().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(body["status"], "1");
+    assert_eq!(app.workflows.calls().len(), 1, "no second provisioning");
+    let (old, _) = app.get("/v1/establishments/0750655E", Some(&first)).await;
+    assert_eq!(old, 401, "the previous key stops working at once");
+    let (new, _) = app.get("/v1/establishments/0750655E", Some(second)).await;
+    assert_eq!(new, 200);
+    let (_, history) = app
+        .get("/v1/establishments/0750655E/history", Some(second))
+        .await;
+    assert_eq!(history["events"].as_array().unwrap().len(), 1, "{history}");
+}
+
+#[tokio::test]
+async fn a_different_licence_for_an_existing_establishment_is_409_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let key = app.create("0750655E").await;
+
+    for (field, value) in [
+        ("griffe", json!("Lycée Victor Hugo")),
+        ("code", json!("ZZZZ-9999")),
+        ("version", json!("SP")),
+        ("agricole", json!(true)),
+    ] {
+        let mut body = licence("0750655E");
+        body[field] = value;
+        let (status, answer) = app
+            .post("/v1/establishments", Some(&app.cyber_key), &body)
+            .await;
+        assert_eq!(status, 409, "{field}");
+        assert_eq!(answer["error"], "conflict");
+    }
+    let (status, _) = app.get("/v1/establishments/0750655E", Some(&key)).await;
+    assert_eq!(status, 200, "the key still works");
+    assert_eq!(app.workflows.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn griffe_is_compared_after_trimming_outer_whitespace() {
+    let app = TestApp::spawn().await;
+    app.create("0750655E").await;
+    let mut body = licence("0750655E");
+    body["griffe"] = json!("  Collège Jean Moulin \n");
+    let (status, _) = app
+        .post("/v1/establishments", Some(&app.cyber_key), &body)
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_invalid_body_is_400_naming_every_wrong_field() {
+    let app = TestApp::spawn().await;
+    let body = json!({"rne": "0120010Z", "griffe": "", "code": "a b", "version": "XX", "agricole": "oui", "colour": 1});
+    let (status, answer) = app
+        .post("/v1/establishments", Some(&app.cyber_key), &body)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"], "invalid_request");
+    let fields: Vec<&str> = answer["fields"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        ["agricole", "code", "colour", "griffe", "rne", "version"]
+    );
+    assert!(app.workflows.calls().is_empty());
+}
+
+#[tokio::test]
+async fn missing_fields_and_non_json_bodies_are_400() {
+    let app = TestApp::spawn().await;
+    let (status, answer) = app
+        .post("/v1/establishments", Some(&app.cyber_key), &json!({}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["fields"]["rne"], "is required");
+
+    for raw in ["", "not json", "[1]", "{\"rne\":"] {
+        let response = app
+            .http
+            .post(app.url("/v1/establishments"))
+            .bearer_auth(&app.cyber_key)
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = bcdi_tests::app::read(response).await;
+        assert_eq!(status, 400, "{raw:?}");
+        assert_eq!(answer["error"], "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_413() {
+    let app = TestApp::spawn().await;
+    let mut body = licence("0750655E");
+    body["griffe"] = Value::String("x".repeat(70 * 1024));
+    let (status, answer) = app
+        .post("/v1/establishments", Some(&app.cyber_key), &body)
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(answer["error"], "payload_too_large");
+    let (status, _) = app
+        .get("/v1/establishments/0750655E", Some(&app.cyber_key))
+        .await;
+    assert_eq!(status, 404, "nothing was created");
+}
+
+async fn twenty_parallel_identical_posts(app: TestApp) {
+    let body = licence("0750655E");
+    let posts = (0..20).map(|_| app.post("/v1/establishments", Some(&app.cyber_key), &body));
+    let answers = futures::future::join_all(posts).await;
+
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    assert_eq!(app.workflows.distinct_runs().len(), 1, "one provisioning");
+    let mut valid = 0;
+    for (_, body) in &answers {
+        let (status, _) = app
+            .get("/v1/establishments/0750655E", body["key"].as_str())
+            .await;
+        valid += usize::from(status == 200);
+    }
+    assert_eq!(valid, 1, "exactly one key is left valid");
+    let (_, history) = app
+        .get("/v1/establishments/0750655E/history", Some(&app.cyber_key))
+        .await;
+    assert_eq!(history["events"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn twenty_parallel_identical_posts_create_one_establishment_and_start_one_provisioning() {
+    twenty_parallel_identical_posts(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn twenty_parallel_identical_posts_on_dynamodb_create_one_establishment() {
+    twenty_parallel_identical_posts(
+        TestApp::spawn_with_store(bcdi_tests::moto::dynamodb_store().await).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn history_lists_the_creation_event_oldest_first() {
+    let app = TestApp::spawn().await;
+    let key = app.create("0160010Z").await;
+    let (status, body) = app
+        .get("/v1/establishments/0160010Z/history", Some(&key))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["status"], "1");
+    assert!(events[0]["at"].as_str().unwrap().ends_with('Z'));
+    assert!(events[0]["timestamp"].is_i64());
+}
+
+#[tokio::test]
+async fn a_failed_provisioning_start_is_503_leaves_nothing_and_a_retry_succeeds() {
+    let app = TestApp::spawn().await;
+    app.workflows.set_failing(true);
+
+    let response = app
+        .http
+        .post(app.url("/v1/establishments"))
+        .bearer_auth(&app.cyber_key)
+        .json(&licence("0750655E"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    let (status, _) = app
+        .get("/v1/establishments/0750655E", Some(&app.cyber_key))
+        .await;
+    assert_eq!(status, 404, "no establishment is left half-created");
+
+    app.workflows.set_failing(false);
+    app.create("0750655E").await;
+    assert_eq!(app.workflows.distinct_runs().len(), 1);
+}
+
+/// Every credential on every establishment endpoint gets exactly the contract's code.
+#[tokio::test]
+async fn credential_matrix_of_the_establishment_endpoints() {
+    let app = TestApp::spawn().await;
+    let own = app.create("0750655E").await;
+    let other = app.create("0750654D").await;
+    let unknown = "bcdi_est_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned();
+
+    struct Case<'a> {
+        name: &'a str,
+        header: Option<String>,
+        get: u16,
+        history: u16,
+        post_new: u16,
+    }
+    let bearer = |key: &str| Some(format!("Bearer {key}"));
+    let cases = [
+        Case {
+            name: "none",
+            header: None,
+            get: 401,
+            history: 401,
+            post_new: 401,
+        },
+        Case {
+            name: "malformed",
+            header: Some("Basic abc".into()),
+            get: 401,
+            history: 401,
+            post_new: 401,
+        },
+        Case {
+            name: "empty bearer",
+            header: Some("Bearer ".into()),
+            get: 401,
+            history: 401,
+            post_new: 401,
+        },
+        Case {
+            name: "unknown",
+            header: bearer(&unknown),
+            get: 401,
+            history: 401,
+            post_new: 401,
+        },
+        Case {
+            name: "cyber",
+            header: bearer(&app.cyber_key),
+            get: 200,
+            history: 200,
+            post_new: 200,
+        },
+        Case {
+            name: "operator",
+            header: bearer(&app.operator_key),
+            get: 403,
+            history: 403,
+            post_new: 403,
+        },
+        Case {
+            name: "own key",
+            header: bearer(&own),
+            get: 200,
+            history: 200,
+            post_new: 403,
+        },
+        Case {
+            name: "other's key",
+            header: bearer(&other),
+            get: 404,
+            history: 404,
+            post_new: 403,
+        },
+    ];
+    for (index, case) in cases.iter().enumerate() {
+        let send = |request: reqwest::RequestBuilder| async {
+            let request = match &case.header {
+                Some(value) => request.header("authorization", value),
+                None => request,
+            };
+            let response = request.send().await.unwrap();
+            let unauthorized = response.headers().contains_key("www-authenticate");
+            let (status, body) = bcdi_tests::app::read(response).await;
+            if status == 401 {
+                assert!(unauthorized, "401 names the scheme");
+            }
+            if status >= 400 {
+                assert!(
+                    body["error"].is_string() && body["message"].is_string(),
+                    "{body}"
+                );
+                assert!(
+                    body.get("rne").is_none() && body.get("status").is_none(),
+                    "leaks nothing"
+                );
+            }
+            status
+        };
+        let get = send(app.http.get(app.url("/v1/establishments/0750655E"))).await;
+        let history = send(app.http.get(app.url("/v1/establishments/0750655E/history"))).await;
+        let post_new = send(
+            app.http
+                .post(app.url("/v1/establishments"))
+                .json(&licence(RNES[2 + index])),
+        )
+        .await;
+        assert_eq!(
+            (get, history, post_new),
+            (case.get, case.history, case.post_new),
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_establishments_key_cannot_tell_whether_an_rne_exists() {
+    let app = TestApp::spawn().await;
+    let key = app.create("0750655E").await;
+    app.create("0750654D").await;
+    let (existing, a) = app.get("/v1/establishments/0750654D", Some(&key)).await;
+    let (missing, b) = app.get("/v1/establishments/0160010Z", Some(&key)).await;
+    assert_eq!((existing, missing), (404, 404));
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_credentials() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get("/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(body["paths"]["/v1/establishments"].is_object(), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_in_the_error_shape() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get("/v1/nothing", Some(&app.cyber_key)).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let response = app
+        .http
+        .delete(app.url("/v1/establishments/0750655E"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+}

@@ -1,0 +1,174 @@
+//! The service on a random loopback port, as `bcdi-hosting serve` runs it, with doubles for the
+//! ports a test needs to watch or break.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bcdi_hosting::server;
+use bcdi_hosting::sqlite::SqliteStore;
+use bcdi_shared::api::App;
+use bcdi_shared::config::Config;
+use bcdi_shared::domain::Secret;
+use bcdi_shared::ports::{EstablishmentStore, WorkflowError, WorkflowRun, Workflows};
+use serde_json::{json, Value};
+
+/// Real codes from public directories (domain.md).
+pub const RNES: [&str; 12] = [
+    "0750655E", "0750654D", "0160010Z", "0752526N", "0752538B", "6200001G", "6200002H", "7200009X",
+    "7200021K", "9710002A", "9710003B", "9740787M",
+];
+
+/// Workflows that record every start and can be told to fail.
+#[derive(Default)]
+pub struct RecordingWorkflows {
+    calls: Mutex<Vec<WorkflowRun>>,
+    fail: AtomicBool,
+}
+
+impl RecordingWorkflows {
+    pub fn calls(&self) -> Vec<WorkflowRun> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Distinct runs started, as Step Functions would count executions by name.
+    pub fn distinct_runs(&self) -> HashSet<String> {
+        self.calls().iter().map(WorkflowRun::name).collect()
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.fail.store(failing, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Workflows for RecordingWorkflows {
+    async fn start(&self, run: &WorkflowRun) -> Result<(), WorkflowError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(WorkflowError("injected failure".into()));
+        }
+        self.calls.lock().unwrap().push(run.clone());
+        Ok(())
+    }
+}
+
+/// An `App` with known keys and recording workflows, for tests that call handlers directly.
+pub struct Parts {
+    pub app: App,
+    pub cyber: Secret,
+    pub operator: Secret,
+    pub workflows: Arc<RecordingWorkflows>,
+}
+
+impl Parts {
+    pub fn new(store: Arc<dyn EstablishmentStore>) -> Self {
+        let cyber = Secret::generate("test_cyber");
+        let operator = Secret::generate("test_operator");
+        let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
+        config.cyber_keys = vec![cyber.digest()];
+        config.operator_keys = vec![operator.digest()];
+        let workflows = Arc::new(RecordingWorkflows::default());
+        let app = App {
+            config,
+            store,
+            workflows: workflows.clone(),
+        };
+        Self {
+            app,
+            cyber,
+            operator,
+            workflows,
+        }
+    }
+
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(
+            SqliteStore::in_memory().expect("in-memory SQLite"),
+        ))
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub cyber_key: String,
+    pub operator_key: String,
+    pub workflows: Arc<RecordingWorkflows>,
+    pub store: Arc<dyn EstablishmentStore>,
+}
+
+impl TestApp {
+    /// The service with an in-memory SQLite store.
+    pub async fn spawn() -> Self {
+        Self::spawn_with_store(Arc::new(
+            SqliteStore::in_memory().expect("in-memory SQLite"),
+        ))
+        .await
+    }
+
+    pub async fn spawn_with_store(store: Arc<dyn EstablishmentStore>) -> Self {
+        let Parts {
+            app,
+            cyber,
+            operator,
+            workflows,
+        } = Parts::new(Arc::clone(&store));
+        let listener = server::bind(0).await.expect("a free loopback port");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(server::serve(
+            listener,
+            Arc::new(app),
+            std::future::pending(),
+        ));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            cyber_key: cyber.expose().to_owned(),
+            operator_key: operator.expose().to_owned(),
+            workflows,
+            store,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.http.post(self.url(path)).json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    /// Creates an establishment with the cyber key; returns its key.
+    pub async fn create(&self, rne: &str) -> String {
+        let (status, body) = self
+            .post("/v1/establishments", Some(&self.cyber_key), &licence(rne))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["key"].as_str().expect("a key").to_owned()
+    }
+}
+
+/// A valid creation body for `rne`.
+pub fn licence(rne: &str) -> Value {
+    json!({"rne": rne, "griffe": "Collège Jean Moulin", "code": "ABCDEFGH", "version": "CL"})
+}
+
+/// The status code and JSON body (null when empty or not JSON).
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.bytes().await.expect("a body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
