@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bcdi_shared::domain::establishment::{Connection, Failure};
 use bcdi_shared::domain::{
-    Digest, Establishment, Griffe, Instant, LicenceCode, NewEstablishment, Rne, Secret, Status,
-    Version,
+    Base, BaseState, Digest, Establishment, Griffe, Instant, LicenceCode, NewEstablishment, Rne,
+    Secret, Status, Version,
 };
 use bcdi_shared::ports::{EstablishmentStore, StoreError};
 use tokio::sync::Barrier;
@@ -43,6 +43,14 @@ macro_rules! store_suite {
             deleted_rne_can_be_created_again,
             delete_unstarted_keeps_a_rekeyed_establishment,
             deleting_an_absent_establishment_succeeds,
+            transition_changes_the_status_and_appends_an_event,
+            transition_from_a_stale_seq_conflicts_and_changes_nothing,
+            transition_of_an_unknown_rne_conflicts,
+            concurrent_transitions_let_exactly_one_win,
+            transition_keeps_the_key_and_clears_what_it_does_not_set,
+            next_step_moves_only_in_the_expected_status,
+            listing_by_status_pages_oldest_change_first,
+            listing_refuses_a_cursor_it_did_not_hand_out,
         );
 
         #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -121,6 +129,26 @@ pub fn establishment_with_every_field(code: &str, key_label: &str) -> Establishm
             client_download_url: "https://downloads.example.org/bcdi/client.exe?v=3&lang=fr"
                 .to_owned(),
         }),
+        mounting_attempt: 2,
+        bases: vec![
+            Base {
+                id: "f-01".to_owned(),
+                name: "Principale".to_owned(),
+                state: BaseState::Installed,
+                size: 104_857_600,
+                esidoc_export: true,
+                detail: None,
+            },
+            Base {
+                id: "f-02".to_owned(),
+                name: "Manuels « 2026 »".to_owned(),
+                state: BaseState::Error,
+                size: 7,
+                esidoc_export: false,
+                detail: Some("no NOTICES.DAT".to_owned()),
+            },
+        ],
+        event_seq: 1,
     }
 }
 
@@ -599,5 +627,223 @@ pub async fn failures_are_unavailable_and_reveal_no_secret(broken: Store) {
         for secret in [GRIFFE, CODE, "secret-key", digest.to_hex().as_str()] {
             assert!(!message.contains(secret), "{operation}: {message}");
         }
+    }
+}
+
+pub async fn transition_changes_the_status_and_appends_an_event(store: Store) {
+    // Given a new establishment in status 1
+    let mut establishment = new_establishment("0750655E", "transition");
+    must_create(&store, &establishment).await;
+
+    // When it becomes 2 with a connection host
+    let at = Instant::from_unix(CREATED_AT + 600);
+    let mut change = establishment.transition(Status::AwaitingBases, at).unwrap();
+    change.connection = Some(Connection {
+        host: "127.0.0.1".to_owned(),
+        port: 41_000,
+        client_download_url: "http://127.0.0.1/client".to_owned(),
+    });
+    store
+        .transition(&establishment.rne, &change)
+        .await
+        .expect("the transition is stored");
+
+    // Then the record is the establishment with the change applied, and the history has both
+    establishment.apply(&change);
+    assert_eq!(
+        stored(&store, &establishment.rne).await,
+        Some(establishment.clone())
+    );
+    let history = store.history(&establishment.rne).await.unwrap();
+    let statuses: Vec<_> = history
+        .iter()
+        .map(|event| (event.seq, event.status, event.previous))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (1, Status::Installing, None),
+            (2, Status::AwaitingBases, Some(Status::Installing))
+        ]
+    );
+    assert_eq!(history[1].at, at);
+}
+
+pub async fn transition_from_a_stale_seq_conflicts_and_changes_nothing(store: Store) {
+    // Given an establishment that already moved from 1 to E1
+    let establishment = new_establishment("0750654D", "stale");
+    must_create(&store, &establishment).await;
+    let at = Instant::from_unix(CREATED_AT + 60);
+    let failed = establishment.transition(Status::InstallFailed, at).unwrap();
+    store.transition(&establishment.rne, &failed).await.unwrap();
+    let after_first = stored(&store, &establishment.rne).await;
+
+    // When a change computed from the stale record (1 → 2) is stored
+    let stale = establishment.transition(Status::AwaitingBases, at).unwrap();
+    let result = store.transition(&establishment.rne, &stale).await;
+
+    // Then it conflicts, and neither the record nor the history moved
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert_eq!(stored(&store, &establishment.rne).await, after_first);
+    assert_eq!(store.history(&establishment.rne).await.unwrap().len(), 2);
+}
+
+pub async fn transition_of_an_unknown_rne_conflicts(store: Store) {
+    let ghost = new_establishment("0160010Z", "ghost");
+    let change = ghost
+        .transition(Status::AwaitingBases, Instant::from_unix(CREATED_AT))
+        .unwrap();
+    let result = store.transition(&ghost.rne, &change).await;
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert!(
+        store.history(&ghost.rne).await.unwrap().is_empty(),
+        "no orphan event"
+    );
+}
+
+pub async fn concurrent_transitions_let_exactly_one_win(store: Store) {
+    // Given an establishment in status 1, and twenty workers that each saw it so
+    let establishment = new_establishment("0752526N", "racing-transitions");
+    must_create(&store, &establishment).await;
+
+    // When they all store a change at once, half to 2 and half to E1
+    let results = race(|i| {
+        let store = Arc::clone(&store);
+        let to = if i % 2 == 0 {
+            Status::AwaitingBases
+        } else {
+            Status::InstallFailed
+        };
+        let change = establishment
+            .transition(to, Instant::from_unix(CREATED_AT + i as i64))
+            .unwrap();
+        let rne = establishment.rne.clone();
+        async move { store.transition(&rne, &change).await }
+    })
+    .await;
+
+    // Then exactly one applied, and the history holds its event only
+    let winner = single_winner(&results);
+    let expected = if winner % 2 == 0 {
+        Status::AwaitingBases
+    } else {
+        Status::InstallFailed
+    };
+    assert_eq!(
+        stored(&store, &establishment.rne).await.unwrap().status,
+        expected
+    );
+    assert_eq!(store.history(&establishment.rne).await.unwrap().len(), 2);
+}
+
+pub async fn transition_keeps_the_key_and_clears_what_it_does_not_set(store: Store) {
+    // Given an establishment in E2 with a failure, a connection and bases
+    let establishment = establishment_with_every_field("0752538B", "clears");
+    must_create(&store, &establishment).await;
+
+    // When it goes back to 3 (the school uploads again) without a connection
+    let mut change = establishment
+        .transition(Status::Mounting, Instant::from_unix(CREATED_AT + 99_999))
+        .unwrap();
+    change.connection = None;
+    change.mounting_attempt += 1;
+    store.transition(&establishment.rne, &change).await.unwrap();
+
+    // Then the failure and connection are gone, the rest kept, and the key still works
+    let now = stored(&store, &establishment.rne).await.unwrap();
+    assert_eq!(
+        (now.failure, now.connection, now.next_step_at),
+        (None, None, None)
+    );
+    assert_eq!(now.bases, establishment.bases);
+    assert_eq!(now.mounting_attempt, 3);
+    assert_eq!(
+        owner_of(&store, &establishment.key_digest).await,
+        Some(establishment.rne.clone())
+    );
+}
+
+pub async fn next_step_moves_only_in_the_expected_status(store: Store) {
+    let establishment = new_establishment("6200001G", "eta");
+    must_create(&store, &establishment).await;
+    let later = Instant::from_unix(CREATED_AT + 10_000);
+
+    store
+        .set_next_step_at(&establishment.rne, Status::Installing, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&store, &establishment.rne)
+            .await
+            .unwrap()
+            .next_step_at,
+        Some(later)
+    );
+
+    let result = store
+        .set_next_step_at(&establishment.rne, Status::Mounting, later.plus_seconds(1))
+        .await;
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert_eq!(
+        stored(&store, &establishment.rne)
+            .await
+            .unwrap()
+            .next_step_at,
+        Some(later)
+    );
+    assert_eq!(
+        store.history(&establishment.rne).await.unwrap().len(),
+        1,
+        "no event"
+    );
+}
+
+pub async fn listing_by_status_pages_oldest_change_first(store: Store) {
+    // Given five establishments in status 1, three of which failed at different times
+    let codes = ["6200002H", "7200009X", "7200021K", "9710002A", "9710003B"];
+    for (i, code) in codes.iter().enumerate() {
+        let establishment = new_establishment(code, code);
+        must_create(&store, &establishment).await;
+        if i < 3 {
+            let at = Instant::from_unix(CREATED_AT + 1_000 - i as i64 * 10);
+            let change = establishment.transition(Status::InstallFailed, at).unwrap();
+            store.transition(&establishment.rne, &change).await.unwrap();
+        }
+    }
+
+    // When the failed ones are listed two at a time
+    let first = store
+        .list_by_status(Status::InstallFailed, None, 2)
+        .await
+        .unwrap();
+    let cursor = first.next.clone().expect("a second page");
+    let second = store
+        .list_by_status(Status::InstallFailed, Some(&cursor), 2)
+        .await
+        .unwrap();
+
+    // Then they come oldest change first, each once, and the listing ends
+    let rnes = |page: &bcdi_shared::ports::Page| -> Vec<String> {
+        page.items.iter().map(|e| e.rne.to_string()).collect()
+    };
+    assert_eq!(rnes(&first), ["7200021K", "7200009X"]);
+    assert_eq!(rnes(&second), ["6200002H"]);
+    assert!(second.next.is_none());
+    let installing = store
+        .list_by_status(Status::Installing, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(rnes(&installing), ["9710002A", "9710003B"]);
+}
+
+pub async fn listing_refuses_a_cursor_it_did_not_hand_out(store: Store) {
+    for cursor in ["not a cursor!", "", "%%%"] {
+        let result = store
+            .list_by_status(Status::InstallFailed, Some(cursor), 10)
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::InvalidCursor)),
+            "{cursor:?}: {result:?}"
+        );
     }
 }

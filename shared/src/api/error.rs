@@ -133,6 +133,13 @@ impl From<StoreError> for ApiError {
                 ErrorCode::Conflict,
                 "The resource changed while the request was handled; retry it.",
             ),
+            StoreError::InvalidCursor => Self::invalid_fields(
+                [(
+                    "cursor".to_owned(),
+                    "is not a cursor this listing handed out".to_owned(),
+                )]
+                .into(),
+            ),
             StoreError::Unavailable(_) => Self::unavailable(&error),
         }
     }

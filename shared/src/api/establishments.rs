@@ -162,7 +162,7 @@ impl From<StoreError> for Race {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::AlreadyExists | StoreError::Conflict => Race::Lost,
-            StoreError::Unavailable(_) => Race::Failed(error.into()),
+            StoreError::InvalidCursor | StoreError::Unavailable(_) => Race::Failed(error.into()),
         }
     }
 }
@@ -229,7 +229,7 @@ fn view(establishment: &Establishment, now: Instant) -> Value {
         "message": messages::for_school(establishment, now),
         "version": establishment.version,
         "agricole": establishment.agricole,
-        "bases": [],
+        "bases": establishment.bases,
     });
     if let (Status::Ready, Some(connection)) = (establishment.status, &establishment.connection) {
         body["connection"] = json!({

@@ -1,6 +1,6 @@
 //! An establishment's hosting: its licence, its status and the history of its statuses.
 
-use super::{Digest, Griffe, Instant, LicenceCode, Rne, Status, Version};
+use super::{Base, Digest, Griffe, Instant, LicenceCode, Rne, Status, Version};
 
 /// What the Cyberlibrairie asks for when it creates a hosting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +43,15 @@ pub struct Establishment {
     /// How many provisioning workflows were started: names the next one, so that a duplicate
     /// start of the same attempt is refused by the workflow engine.
     pub provisioning_attempt: u32,
+    /// The same for the mounting workflow; 0 until the first upload is submitted.
+    pub mounting_attempt: u32,
     pub failure: Option<Failure>,
     pub connection: Option<Connection>,
+    /// The bases as last submitted or mounted.
+    pub bases: Vec<Base>,
+    /// The `seq` of the latest status event: every change of status is conditional on it, so
+    /// two concurrent changes cannot both apply.
+    pub event_seq: u32,
 }
 
 impl Establishment {
@@ -67,8 +74,11 @@ impl Establishment {
             status_changed_at: now,
             next_step_at: Some(ready_at),
             provisioning_attempt: 1,
+            mounting_attempt: 0,
             failure: None,
             connection: None,
+            bases: Vec::new(),
+            event_seq: 1,
         }
     }
 
@@ -83,12 +93,73 @@ impl Establishment {
     /// The event that records this establishment's current status.
     pub fn first_event(&self) -> StatusEvent {
         StatusEvent {
-            seq: 1,
+            seq: self.event_seq,
             status: self.status,
             previous: None,
             at: self.status_changed_at,
         }
     }
+
+    /// A change to `to` at `at`, if the contract allows it from the current status. The
+    /// returned transition keeps the connection, bases and attempts, clears the failure and the
+    /// next step; the caller sets what the new status needs before storing it.
+    pub fn transition(&self, to: Status, at: Instant) -> Result<Transition, InvalidTransition> {
+        if !self.status.can_become(to) {
+            return Err(InvalidTransition {
+                from: self.status,
+                to,
+            });
+        }
+        Ok(Transition {
+            expected_seq: self.event_seq,
+            event: StatusEvent {
+                seq: self.event_seq + 1,
+                status: to,
+                previous: Some(self.status),
+                at,
+            },
+            next_step_at: None,
+            failure: None,
+            connection: self.connection.clone(),
+            bases: self.bases.clone(),
+            provisioning_attempt: self.provisioning_attempt,
+            mounting_attempt: self.mounting_attempt,
+        })
+    }
+
+    /// The establishment after `transition`, as the store will hold it.
+    pub fn apply(&mut self, transition: &Transition) {
+        self.status = transition.event.status;
+        self.status_changed_at = transition.event.at;
+        self.event_seq = transition.event.seq;
+        self.next_step_at = transition.next_step_at;
+        self.failure = transition.failure.clone();
+        self.connection = transition.connection.clone();
+        self.bases = transition.bases.clone();
+        self.provisioning_attempt = transition.provisioning_attempt;
+        self.mounting_attempt = transition.mounting_attempt;
+    }
+}
+
+/// A change of status ready to be stored: the establishment's new values and the event that
+/// records the change. Stored only if the establishment's `event_seq` is still `expected_seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub expected_seq: u32,
+    pub event: StatusEvent,
+    pub next_step_at: Option<Instant>,
+    pub failure: Option<Failure>,
+    pub connection: Option<Connection>,
+    pub bases: Vec<Base>,
+    pub provisioning_attempt: u32,
+    pub mounting_attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("status {from} cannot become {to}")]
+pub struct InvalidTransition {
+    pub from: Status,
+    pub to: Status,
 }
 
 /// One change of status, as stored and notified.

@@ -9,7 +9,10 @@ pub mod status;
 pub mod time;
 
 pub use base::{Base, BaseState};
-pub use establishment::{Establishment, NewEstablishment, StatusEvent};
+pub use establishment::{
+    Connection, Establishment, Failure, InvalidTransition, NewEstablishment, StatusEvent,
+    Transition,
+};
 pub use licence::{Griffe, LicenceCode, Version};
 pub use rne::Rne;
 pub use secret::{Digest, Secret};

@@ -4,5 +4,5 @@
 pub mod store;
 pub mod workflows;
 
-pub use store::{EstablishmentStore, StoreError};
+pub use store::{EstablishmentStore, Page, StoreError};
 pub use workflows::{WorkflowError, WorkflowKind, WorkflowRun, Workflows};

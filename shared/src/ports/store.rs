@@ -2,13 +2,16 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{Digest, Establishment, Rne, StatusEvent};
+use crate::domain::{Digest, Establishment, Instant, Rne, Status, StatusEvent, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A record with this identity already exists.
     #[error("already exists")]
     AlreadyExists,
+    /// A listing cursor that this store did not hand out.
+    #[error("invalid cursor")]
+    InvalidCursor,
     /// The record changed since it was read: the condition of a write did not hold.
     #[error("the record changed concurrently")]
     Conflict,
@@ -42,4 +45,34 @@ pub trait EstablishmentStore: Send + Sync {
 
     /// The establishment's status changes, oldest first.
     async fn history(&self, rne: &Rne) -> Result<Vec<StatusEvent>, StoreError>;
+
+    /// Stores a change of status and its event, atomically, if the establishment's `event_seq`
+    /// is still `transition.expected_seq`; `Conflict` otherwise (or if it does not exist).
+    async fn transition(&self, rne: &Rne, transition: &Transition) -> Result<(), StoreError>;
+
+    /// Moves the expected time of the next step, if the status is still `status`; `Conflict`
+    /// otherwise. Not a change of status: no event.
+    async fn set_next_step_at(
+        &self,
+        rne: &Rne,
+        status: Status,
+        at: Instant,
+    ) -> Result<(), StoreError>;
+
+    /// Establishments in `status`, oldest change first, `limit` at most, after `cursor` (the
+    /// opaque `next` of the previous page). Served by an index, never by a scan.
+    async fn list_by_status(
+        &self,
+        status: Status,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<Establishment>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
 }

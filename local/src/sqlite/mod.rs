@@ -7,11 +7,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use bcdi_shared::domain::establishment::{Connection as ServerConnection, Failure};
 use bcdi_shared::domain::{
-    Digest, Establishment, Griffe, Instant, LicenceCode, Rne, Status, StatusEvent, Version,
+    Base, Digest, Establishment, Griffe, Instant, LicenceCode, Rne, Status, StatusEvent,
+    Transition, Version,
 };
-use bcdi_shared::ports::{EstablishmentStore, StoreError};
+use bcdi_shared::ports::{EstablishmentStore, Page, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 /// The schema, created on every start and kept across restarts. A key is a unique column of its
@@ -29,6 +32,9 @@ CREATE TABLE IF NOT EXISTS establishments (
     status_changed_at       INTEGER NOT NULL,
     next_step_at            INTEGER,
     provisioning_attempt    INTEGER NOT NULL,
+    mounting_attempt        INTEGER NOT NULL,
+    event_seq               INTEGER NOT NULL,
+    bases                   TEXT NOT NULL,
     failure_reason          TEXT,
     failure_detail          TEXT,
     connection_host         TEXT,
@@ -56,8 +62,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const SELECT_ESTABLISHMENT: &str = "
 SELECT rne, griffe, code, version, agricole, key_digest, status, created_at, status_changed_at,
        next_step_at, provisioning_attempt, failure_reason, failure_detail,
-       connection_host, connection_port, connection_client_download_url
-FROM establishments WHERE rne = ?1";
+       connection_host, connection_port, connection_client_download_url,
+       mounting_attempt, event_seq, bases
+FROM establishments";
 
 pub struct SqliteStore {
     connection: Mutex<Connection>,
@@ -123,7 +130,7 @@ impl EstablishmentStore for SqliteStore {
         let connection = self.lock();
         let row = connection
             .query_row(
-                SELECT_ESTABLISHMENT,
+                &format!("{SELECT_ESTABLISHMENT} WHERE rne = ?1"),
                 [rne.as_str()],
                 StoredEstablishment::read,
             )
@@ -170,8 +177,10 @@ impl EstablishmentStore for SqliteStore {
             "INSERT INTO establishments (rne, griffe, code, version, agricole, key_digest, status,
                  created_at, status_changed_at, next_step_at, provisioning_attempt,
                  failure_reason, failure_detail,
-                 connection_host, connection_port, connection_client_download_url)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 connection_host, connection_port, connection_client_download_url,
+                 mounting_attempt, event_seq, bases)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18, ?19)",
             params![
                 e.rne.as_str(),
                 e.griffe.expose(),
@@ -191,6 +200,9 @@ impl EstablishmentStore for SqliteStore {
                 e.connection
                     .as_ref()
                     .map(|connection| &connection.client_download_url),
+                e.mounting_attempt,
+                e.event_seq,
+                bases_json(&e.bases),
             ],
         );
         match inserted {
@@ -281,6 +293,118 @@ impl EstablishmentStore for SqliteStore {
         })
         .collect()
     }
+
+    async fn transition(&self, rne: &Rne, transition: &Transition) -> Result<(), StoreError> {
+        let t = transition;
+        let mut connection = self.lock();
+        let sql_transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let updated = sql_transaction
+            .execute(
+                "UPDATE establishments SET status = ?3, status_changed_at = ?4, event_seq = ?5,
+                     next_step_at = ?6, failure_reason = ?7, failure_detail = ?8,
+                     connection_host = ?9, connection_port = ?10,
+                     connection_client_download_url = ?11, bases = ?12,
+                     provisioning_attempt = ?13, mounting_attempt = ?14
+                 WHERE rne = ?1 AND event_seq = ?2",
+                params![
+                    rne.as_str(),
+                    t.expected_seq,
+                    t.event.status.code(),
+                    t.event.at.unix(),
+                    t.event.seq,
+                    t.next_step_at.map(Instant::unix),
+                    t.failure.as_ref().map(|failure| &failure.reason),
+                    t.failure.as_ref().map(|failure| &failure.detail),
+                    t.connection.as_ref().map(|connection| &connection.host),
+                    t.connection.as_ref().map(|connection| connection.port),
+                    t.connection
+                        .as_ref()
+                        .map(|connection| &connection.client_download_url),
+                    bases_json(&t.bases),
+                    t.provisioning_attempt,
+                    t.mounting_attempt,
+                ],
+            )
+            .map_err(unavailable)?;
+        if updated != 1 {
+            return Err(StoreError::Conflict);
+        }
+        insert_event(&sql_transaction, rne, &t.event)?;
+        sql_transaction.commit().map_err(unavailable)
+    }
+
+    async fn set_next_step_at(
+        &self,
+        rne: &Rne,
+        status: Status,
+        at: Instant,
+    ) -> Result<(), StoreError> {
+        let updated = self
+            .lock()
+            .execute(
+                "UPDATE establishments SET next_step_at = ?3 WHERE rne = ?1 AND status = ?2",
+                params![rne.as_str(), status.code(), at.unix()],
+            )
+            .map_err(unavailable)?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn list_by_status(
+        &self,
+        status: Status,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        // The cursor is the last item's (status_changed_at, rne), the index's order.
+        let after = match cursor {
+            None => (i64::MIN, String::new()),
+            Some(cursor) => URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|text| {
+                    let (at, rne) = text.split_once('#')?;
+                    Some((at.parse().ok()?, Rne::parse(rne).ok()?.to_string()))
+                })
+                .ok_or(StoreError::InvalidCursor)?,
+        };
+        let limit = limit.clamp(1, 1000);
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "{SELECT_ESTABLISHMENT} WHERE status = ?1 AND (status_changed_at, rne) > (?2, ?3)
+                 ORDER BY status_changed_at, rne LIMIT ?4"
+            ))
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map(
+                params![status.code(), after.0, after.1, limit as i64 + 1],
+                StoredEstablishment::read,
+            )
+            .map_err(unavailable)?;
+        let mut items = rows
+            .map(|row| row.map_err(unavailable)?.parse())
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| {
+                URL_SAFE_NO_PAD.encode(format!("{}#{}", last.status_changed_at.unix(), last.rne))
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+fn bases_json(bases: &[Base]) -> String {
+    serde_json::to_string(bases).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn insert_event(
@@ -321,6 +445,9 @@ struct StoredEstablishment {
     connection_host: Option<String>,
     connection_port: Option<u16>,
     connection_client_download_url: Option<String>,
+    mounting_attempt: u32,
+    event_seq: u32,
+    bases: String,
 }
 
 impl StoredEstablishment {
@@ -342,6 +469,9 @@ impl StoredEstablishment {
             connection_host: row.get(13)?,
             connection_port: row.get(14)?,
             connection_client_download_url: row.get(15)?,
+            mounting_attempt: row.get(16)?,
+            event_seq: row.get(17)?,
+            bases: row.get(18)?,
         })
     }
 
@@ -377,8 +507,11 @@ impl StoredEstablishment {
             status_changed_at: Instant::from_unix(self.status_changed_at),
             next_step_at: self.next_step_at.map(Instant::from_unix),
             provisioning_attempt: self.provisioning_attempt,
+            mounting_attempt: self.mounting_attempt,
             failure,
             connection,
+            bases: serde_json::from_str(&self.bases).map_err(|_| corrupt("bases"))?,
+            event_seq: self.event_seq,
         })
     }
 }

@@ -23,11 +23,14 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
-use crate::domain::establishment::{Connection, Failure};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
 use crate::domain::{
-    Digest, Establishment, Griffe, Instant, LicenceCode, Rne, Status, StatusEvent, Version,
+    Base, Connection, Digest, Establishment, Failure, Griffe, Instant, LicenceCode, Rne, Status,
+    StatusEvent, Transition, Version,
 };
-use crate::ports::{EstablishmentStore, StoreError};
+use crate::ports::{EstablishmentStore, Page, StoreError};
 
 /// The index over `gsi1pk` / `gsi1sk` that lists establishments by status.
 pub const BY_STATUS_INDEX: &str = "by_status";
@@ -309,6 +312,177 @@ impl EstablishmentStore for DynamoDbStore {
             .map(event_from)
             .collect()
     }
+
+    async fn transition(&self, rne: &Rne, transition: &Transition) -> Result<(), StoreError> {
+        let event = &transition.event;
+        let (gsi1pk, gsi1sk) = status_index_key(event.status, event.at, rne);
+        let mut set = vec![
+            "#status = :status",
+            "status_changed_at = :at",
+            "event_seq = :seq",
+            "bases = :bases",
+            "provisioning_attempt = :provisioning",
+            "mounting_attempt = :mounting",
+            "gsi1pk = :gsi1pk",
+            "gsi1sk = :gsi1sk",
+        ];
+        let mut remove = Vec::new();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(record_pk(rne)))
+            .key("sk", s("EST"))
+            .condition_expression("event_seq = :expected")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":expected", n(transition.expected_seq))
+            .expression_attribute_values(":status", s(event.status.code()))
+            .expression_attribute_values(":at", n(event.at.unix()))
+            .expression_attribute_values(":seq", n(event.seq))
+            .expression_attribute_values(":bases", s(bases_json(&transition.bases)))
+            .expression_attribute_values(":provisioning", n(transition.provisioning_attempt))
+            .expression_attribute_values(":mounting", n(transition.mounting_attempt))
+            .expression_attribute_values(":gsi1pk", s(gsi1pk))
+            .expression_attribute_values(":gsi1sk", s(gsi1sk));
+        match transition.next_step_at {
+            Some(at) => {
+                set.push("next_step_at = :next");
+                update = update.expression_attribute_values(":next", n(at.unix()));
+            }
+            None => remove.push("next_step_at"),
+        }
+        match &transition.failure {
+            Some(failure) => {
+                set.extend(["failure_reason = :reason", "failure_detail = :detail"]);
+                update = update
+                    .expression_attribute_values(":reason", s(&failure.reason))
+                    .expression_attribute_values(":detail", s(&failure.detail));
+            }
+            None => remove.extend(["failure_reason", "failure_detail"]),
+        }
+        match &transition.connection {
+            Some(connection) => {
+                set.extend([
+                    "connection_host = :host",
+                    "connection_port = :port",
+                    "connection_client_download_url = :client",
+                ]);
+                update = update
+                    .expression_attribute_values(":host", s(&connection.host))
+                    .expression_attribute_values(":port", n(connection.port))
+                    .expression_attribute_values(":client", s(&connection.client_download_url));
+            }
+            None => remove.extend([
+                "connection_host",
+                "connection_port",
+                "connection_client_download_url",
+            ]),
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let update = update
+            .update_expression(expression)
+            .build()
+            .map_err(request_error)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            put_if_absent(&self.table, event_item(rne, event))?,
+        ];
+        match self.transact("transition", items, &[]).await {
+            Ok(()) => Ok(()),
+            Err(Cancelled::Condition { .. }) | Err(Cancelled::Conflict) => {
+                Err(StoreError::Conflict)
+            }
+            Err(Cancelled::Other(error)) => Err(error),
+        }
+    }
+
+    async fn set_next_step_at(
+        &self,
+        rne: &Rne,
+        status: Status,
+        at: Instant,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(record_pk(rne)))
+            .key("sk", s("EST"))
+            .update_expression("SET next_step_at = :at")
+            .condition_expression("#status = :status")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", n(at.unix()))
+            .expression_attribute_values(":status", s(status.code()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(error) => Err(unavailable("UpdateItem next_step_at", &error, &[])),
+        }
+    }
+
+    async fn list_by_status(
+        &self,
+        status: Status,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let gsi1pk = format!("STATUS#{}", status.code());
+        let start = match cursor {
+            None => None,
+            Some(cursor) => {
+                let gsi1sk = decode_cursor(cursor)?;
+                let rne = gsi1sk
+                    .split_once('#')
+                    .and_then(|(_, rne)| Rne::parse(rne).ok())
+                    .ok_or(StoreError::InvalidCursor)?;
+                Some(HashMap::from([
+                    ("gsi1pk".to_owned(), s(&gsi1pk)),
+                    ("gsi1sk".to_owned(), s(gsi1sk)),
+                    ("pk".to_owned(), s(record_pk(&rne))),
+                    ("sk".to_owned(), s("EST")),
+                ]))
+            }
+        };
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_STATUS_INDEX)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(gsi1pk))
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|error| unavailable("Query by_status", &error, &[]))?;
+        let items = output
+            .items()
+            .iter()
+            .map(establishment_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match output.last_evaluated_key {
+            Some(key) if !key.is_empty() => Some(URL_SAFE_NO_PAD.encode(string(&key, "gsi1sk")?)),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(StoreError::InvalidCursor)
 }
 
 /// Why a transaction did not happen.
@@ -419,15 +593,13 @@ fn establishment_item(establishment: &Establishment) -> HashMap<String, Attribut
             n(e.status_changed_at.unix()),
         ),
         ("provisioning_attempt".to_owned(), n(e.provisioning_attempt)),
-        (
-            "gsi1pk".to_owned(),
-            s(format!("STATUS#{}", e.status.code())),
-        ),
-        (
-            "gsi1sk".to_owned(),
-            s(format!("{:012}#{}", e.status_changed_at.unix(), e.rne)),
-        ),
+        ("mounting_attempt".to_owned(), n(e.mounting_attempt)),
+        ("event_seq".to_owned(), n(e.event_seq)),
+        ("bases".to_owned(), s(bases_json(&e.bases))),
     ]);
+    let (gsi1pk, gsi1sk) = status_index_key(e.status, e.status_changed_at, &e.rne);
+    item.insert("gsi1pk".to_owned(), s(gsi1pk));
+    item.insert("gsi1sk".to_owned(), s(gsi1sk));
     if let Some(next_step_at) = e.next_step_at {
         item.insert("next_step_at".to_owned(), n(next_step_at.unix()));
     }
@@ -444,6 +616,17 @@ fn establishment_item(establishment: &Establishment) -> HashMap<String, Attribut
         );
     }
     item
+}
+
+fn bases_json(bases: &[Base]) -> String {
+    serde_json::to_string(bases).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn status_index_key(status: Status, changed_at: Instant, rne: &Rne) -> (String, String) {
+    (
+        format!("STATUS#{}", status.code()),
+        format!("{:012}#{rne}", changed_at.unix()),
+    )
 }
 
 fn key_item(digest: &Digest, rne: &Rne) -> HashMap<String, AttributeValue> {
@@ -544,8 +727,12 @@ fn establishment_from(item: &Item) -> Result<Establishment, StoreError> {
         status_changed_at: Instant::from_unix(number(item, "status_changed_at")?),
         next_step_at: optional_number(item, "next_step_at")?.map(Instant::from_unix),
         provisioning_attempt: number(item, "provisioning_attempt")?,
+        mounting_attempt: number(item, "mounting_attempt")?,
         failure,
         connection,
+        bases: serde_json::from_str(string(item, "bases")?)
+            .map_err(|_| corrupt("`bases` is invalid"))?,
+        event_seq: number(item, "event_seq")?,
     })
 }
 
