@@ -15,9 +15,17 @@ pub struct LocalWorkflows {
 
 #[async_trait]
 impl Workflows for LocalWorkflows {
-    async fn start(&self, run: &WorkflowRun) -> Result<(), WorkflowError> {
+    async fn start(
+        &self,
+        run: &WorkflowRun,
+        _input: serde_json::Value,
+    ) -> Result<(), WorkflowError> {
         let name = run.name();
-        let new = self.started.lock().map_err(|_| WorkflowError("poisoned".into()))?.insert(name.clone());
+        let new = self
+            .started
+            .lock()
+            .map_err(|_| WorkflowError("poisoned".into()))?
+            .insert(name.clone());
         if new {
             tracing::info!(workflow = %name, "workflow started");
         }

@@ -44,7 +44,7 @@ impl RecordingWorkflows {
 
 #[async_trait]
 impl Workflows for RecordingWorkflows {
-    async fn start(&self, run: &WorkflowRun) -> Result<(), WorkflowError> {
+    async fn start(&self, run: &WorkflowRun, _input: Value) -> Result<(), WorkflowError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(WorkflowError("injected failure".into()));
         }

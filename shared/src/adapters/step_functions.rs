@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_sfn::error::ProvideErrorMetadata;
-use serde_json::json;
 
 use crate::ports::{WorkflowError, WorkflowKind, WorkflowRun, Workflows};
 
@@ -28,12 +27,16 @@ impl StepFunctions {
 
 #[async_trait]
 impl Workflows for StepFunctions {
-    async fn start(&self, run: &WorkflowRun) -> Result<(), WorkflowError> {
+    async fn start(
+        &self,
+        run: &WorkflowRun,
+        input: serde_json::Value,
+    ) -> Result<(), WorkflowError> {
         let arn = match run.kind {
             WorkflowKind::Provisioning => &self.provisioning_arn,
             WorkflowKind::Mounting => &self.mounting_arn,
         };
-        let input = json!({ "rne": run.rne, "attempt": run.attempt });
+        let input = run.input(input);
         let result = self
             .client
             .start_execution()

@@ -118,7 +118,7 @@ impl App {
             rne: establishment.rne.clone(),
             attempt: establishment.provisioning_attempt,
         };
-        if let Err(error) = self.workflows.start(&run).await {
+        if let Err(error) = self.workflows.start(&run, json!({})).await {
             // Leave nothing half-created: the client's retry will create it anew.
             if let Err(cleanup) = self
                 .store

@@ -41,6 +41,21 @@ pub struct WorkflowError(pub String);
 
 #[async_trait]
 pub trait Workflows: Send + Sync {
-    /// Starts the run unless a run of that name was already started; either way `Ok`.
-    async fn start(&self, run: &WorkflowRun) -> Result<(), WorkflowError>;
+    /// Starts the run unless a run of that name was already started; either way `Ok`. The
+    /// execution's input is `input` (a JSON object) with `rne` and `attempt` added.
+    async fn start(&self, run: &WorkflowRun, input: serde_json::Value)
+        -> Result<(), WorkflowError>;
+}
+
+impl WorkflowRun {
+    /// The execution input: `input` with the run's `rne` and `attempt`.
+    pub fn input(&self, input: serde_json::Value) -> serde_json::Value {
+        let mut input = match input {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        input.insert("rne".to_owned(), self.rne.as_str().into());
+        input.insert("attempt".to_owned(), self.attempt.into());
+        serde_json::Value::Object(input)
+    }
 }
