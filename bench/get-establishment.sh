@@ -12,6 +12,7 @@ connections=${1:-32}
 seconds=${2:-15}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+target_dir=${CARGO_TARGET_DIR:-target}
 cargo build --release --quiet -p bcdi-hosting --bin bcdi-hosting --example bare_server
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -26,10 +27,10 @@ key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 digest=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
 api_port=$(free_port)
 PORT=$api_port DATA_DIR=$data_dir CYBER_KEY_SHA256=$digest RUST_LOG=warn \
-    target/release/bcdi-hosting serve >/dev/null &
+    "$target_dir/release/bcdi-hosting" serve >/dev/null &
 pids+=($!)
 bare_port=$(free_port)
-PORT=$bare_port target/release/examples/bare_server &
+PORT=$bare_port "$target_dir/release/examples/bare_server" &
 pids+=($!)
 wait_for "http://127.0.0.1:$api_port/v1/openapi.json"
 wait_for "http://127.0.0.1:$bare_port/"
