@@ -6,6 +6,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod archive;
 pub mod config;
 pub mod domain;
 pub mod lambda;
