@@ -1,0 +1,759 @@
+//! The deployment agrees with the code: `template.yaml` deploys every Lambda binary and nothing
+//! else, routes each endpoint to the function that serves it, gives the state machines every
+//! function their Task states name, sets for each function exactly the environment it reads,
+//! and defines the table the DynamoDB store creates. `cfn-lint` and `sam validate --lint` check
+//! the template itself (`scripts/test`).
+//!
+//! The template is YAML with CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`, …);
+//! [`template`] turns them into their long JSON form, so the checks below read plain JSON.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use bcdi_shared::api::Endpoint;
+use bcdi_shared::config;
+use serde_json::{json, Map, Value};
+
+/// Types of the resources the checks look at.
+const FUNCTION: &str = "AWS::Serverless::Function";
+const STATE_MACHINE: &str = "AWS::Serverless::StateMachine";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the template
+
+/// `template.yaml` as JSON, short-form tags in long form (`!Ref X` → `{"Ref": "X"}`).
+fn template() -> Value {
+    let text = std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml");
+    let yaml: serde_norway::Value = serde_norway::from_str(&text).expect("template.yaml is YAML");
+    to_json(yaml)
+}
+
+fn to_json(yaml: serde_norway::Value) -> Value {
+    use serde_norway::Value as Yaml;
+    match yaml {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(value) => Value::Bool(value),
+        Yaml::Number(number) => serde_json::to_value(&number).expect("a YAML number is JSON"),
+        Yaml::String(text) => Value::String(text),
+        Yaml::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Yaml::Mapping(mapping) => Value::Object(
+            mapping
+                .into_iter()
+                .map(|(key, value)| {
+                    let key = match key {
+                        Yaml::String(key) => key,
+                        other => panic!("a mapping key that is not a string: {other:?}"),
+                    };
+                    (key, to_json(value))
+                })
+                .collect(),
+        ),
+        Yaml::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = to_json(tagged.value);
+            let long = match name {
+                "Ref" | "Condition" => name.to_owned(),
+                _ => format!("Fn::{name}"),
+            };
+            // `!GetAtt A.B` is the short form of `{"Fn::GetAtt": ["A", "B"]}`.
+            let value = match (name, value) {
+                ("GetAtt", Value::String(dotted)) => {
+                    let (resource, attribute) = dotted
+                        .split_once('.')
+                        .unwrap_or_else(|| panic!("!GetAtt {dotted} has no attribute"));
+                    json!([resource, attribute])
+                }
+                (_, value) => value,
+            };
+            json!({ long: value })
+        }
+    }
+}
+
+fn resources(template: &Value) -> &Map<String, Value> {
+    template["Resources"].as_object().expect("Resources")
+}
+
+fn of_type<'a>(template: &'a Value, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    resources(template)
+        .iter()
+        .filter(move |(_, resource)| resource["Type"] == kind)
+}
+
+/// A property of a function, or the `Globals.Function` default.
+fn function_property<'a>(template: &'a Value, function: &'a Value, name: &str) -> &'a Value {
+    match &function["Properties"][name] {
+        Value::Null => &template["Globals"]["Function"][name],
+        value => value,
+    }
+}
+
+/// The environment of a function: `Globals` merged with its own, as SAM does.
+fn environment(template: &Value, function: &Value) -> BTreeMap<String, Value> {
+    let mut variables = BTreeMap::new();
+    for source in [
+        &template["Globals"]["Function"],
+        &function["Properties"],
+    ] {
+        if let Some(own) = source["Environment"]["Variables"].as_object() {
+            for (name, value) in own {
+                variables.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    variables
+}
+
+/// `get-establishment` → `GetEstablishmentFunction`: the template's name of a binary.
+fn logical_id(binary: &str) -> String {
+    let mut id: String = binary
+        .split(['-', '_'])
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    id.push_str("Function");
+    id
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the code
+
+/// The Lambda binaries: `functions/src/bin/<name>.rs` or `functions/src/bin/<name>/main.rs`,
+/// with their source.
+fn binaries() -> BTreeMap<String, String> {
+    let dir = root().join("functions/src/bin");
+    let mut binaries = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("functions/src/bin") {
+        let path = entry.expect("a directory entry").path();
+        let (name, source) = if path.is_dir() {
+            let name = path.file_name().and_then(|name| name.to_str());
+            (name.map(str::to_owned), path.join("main.rs"))
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            let name = path.file_stem().and_then(|name| name.to_str());
+            (name.map(str::to_owned), path.clone())
+        } else {
+            continue;
+        };
+        let name = name.unwrap_or_else(|| panic!("{} has no UTF-8 name", path.display()));
+        let source = std::fs::read_to_string(&source)
+            .unwrap_or_else(|error| panic!("{}: {error}", source.display()));
+        binaries.insert(name, source);
+    }
+    binaries
+}
+
+/// The endpoints a binary serves: the `Endpoint::X` its `main` names.
+fn endpoints_in(source: &str) -> Vec<Endpoint> {
+    Endpoint::ALL
+        .into_iter()
+        .filter(|endpoint| {
+            let name = format!("Endpoint::{endpoint:?}");
+            source.match_indices(&name).any(|(at, _)| {
+                let after = source[at + name.len()..].chars().next();
+                !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        })
+        .collect()
+}
+
+/// The entry point a binary's `main` calls: `x` in `bcdi_shared::lambda::x(…)`.
+fn entry_point(source: &str) -> Option<&str> {
+    let start = source.find("lambda::")? + "lambda::".len();
+    let rest = &source[start..];
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
+    Some(&rest[..end])
+}
+
+/// The `${Name}` placeholders of a text (an ASL file).
+fn placeholders(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        rest = &rest[start + 2..];
+        if let Some(end) = rest.find('}') {
+            names.insert(rest[..end].to_owned());
+            rest = &rest[end + 1..];
+        }
+    }
+    names
+}
+
+fn state_machine_files() -> Vec<PathBuf> {
+    let dir = root().join("infra/statemachines");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| path.to_string_lossy().ends_with(".asl.json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions and routes
+
+#[test]
+fn every_lambda_binary_is_a_function_of_the_template_and_every_function_a_binary() {
+    let template = template();
+    let binaries = binaries();
+    assert!(!binaries.is_empty(), "no binary in functions/src/bin");
+    let mut problems = Vec::new();
+
+    let mut deployed = BTreeSet::new();
+    for (id, function) in of_type(&template, FUNCTION) {
+        let binary = function["Metadata"]["BuildProperties"]["Binary"].as_str();
+        let Some(binary) = binary else {
+            problems.push(format!("{id}: no Metadata.BuildProperties.Binary"));
+            continue;
+        };
+        if function["Metadata"]["BuildMethod"] != "rust-cargolambda" {
+            problems.push(format!("{id}: Metadata.BuildMethod is not rust-cargolambda"));
+        }
+        if !binaries.contains_key(binary) {
+            problems.push(format!("{id}: binary {binary} is not in functions/src/bin"));
+        }
+        if *id != logical_id(binary) {
+            problems.push(format!("{id}: the function of {binary} is named {}", logical_id(binary)));
+        }
+        if function_property(&template, function, "CodeUri") != "functions/" {
+            problems.push(format!("{id}: CodeUri is not functions/ (the crate of the binaries)"));
+        }
+        for (property, wanted) in [
+            ("Runtime", json!("provided.al2023")),
+            ("Handler", json!("bootstrap")),
+            ("Architectures", json!(["arm64"])),
+        ] {
+            if *function_property(&template, function, property) != wanted {
+                problems.push(format!("{id}: {property} is not {wanted}"));
+            }
+        }
+        // Logs as JSON lines into a log group of the template, which has a retention.
+        let logging = &function["Properties"]["LoggingConfig"];
+        if logging["LogFormat"] != "JSON" {
+            problems.push(format!("{id}: LoggingConfig.LogFormat is not JSON"));
+        }
+        let group = logging["LogGroup"]["Ref"].as_str();
+        let group = group.and_then(|group| resources(&template).get(group));
+        match group {
+            Some(group)
+                if group["Type"] == "AWS::Logs::LogGroup"
+                    && !group["Properties"]["RetentionInDays"].is_null() => {}
+            _ => problems.push(format!(
+                "{id}: LoggingConfig.LogGroup is not a log group of the template with a retention"
+            )),
+        }
+        deployed.insert(binary.to_owned());
+    }
+    for binary in binaries.keys() {
+        if !deployed.contains(binary) {
+            problems.push(format!(
+                "functions/src/bin/{binary}: no function in template.yaml (add {})",
+                logical_id(binary)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_endpoint_is_routed_to_the_one_function_that_serves_it() {
+    let template = template();
+    let mut problems = Vec::new();
+    let mut served: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
+    for (binary, source) in binaries() {
+        let id = logical_id(&binary);
+        let endpoints = endpoints_in(&source);
+        for endpoint in &endpoints {
+            served.entry(format!("{endpoint:?}")).or_default().push(binary.clone());
+        }
+        let wanted: BTreeSet<(String, String)> = endpoints
+            .iter()
+            .map(|endpoint| {
+                let (method, path) = endpoint.route();
+                (method.to_string(), path.to_owned())
+            })
+            .collect();
+
+        let Some(function) = resources(&template).get(&id) else {
+            continue; // reported by the test above
+        };
+        let mut routed = BTreeSet::new();
+        for (name, event) in function["Properties"]["Events"].as_object().into_iter().flatten() {
+            if event["Type"] != "HttpApi" {
+                continue;
+            }
+            let properties = &event["Properties"];
+            if properties["ApiId"] != json!({"Ref": "Api"}) {
+                problems.push(format!("{id}.Events.{name}: ApiId is not !Ref Api"));
+            }
+            if properties["PayloadFormatVersion"] != "2.0" {
+                problems.push(format!("{id}.Events.{name}: PayloadFormatVersion is not \"2.0\""));
+            }
+            let method = properties["Method"].as_str().unwrap_or_default().to_uppercase();
+            let path = properties["Path"].as_str().unwrap_or_default().to_owned();
+            routed.insert((method, path));
+        }
+        for (method, path) in wanted.difference(&routed) {
+            problems.push(format!("{id}: serves {method} {path} but has no HttpApi event for it"));
+        }
+        for (method, path) in routed.difference(&wanted) {
+            problems.push(format!("{id}: routes {method} {path}, an endpoint it does not serve"));
+        }
+    }
+    for endpoint in Endpoint::ALL {
+        match served.get(&format!("{endpoint:?}")).map(Vec::as_slice) {
+            Some([_]) => {}
+            Some(several) => problems.push(format!(
+                "Endpoint::{endpoint:?} is served by several binaries: {several:?}"
+            )),
+            None => problems.push(format!("Endpoint::{endpoint:?} is served by no binary")),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machines
+
+#[test]
+fn every_task_of_the_state_machines_is_a_function_of_the_template() {
+    let template = template();
+    let files = state_machine_files();
+    assert!(!files.is_empty(), "no infra/statemachines/*.asl.json");
+    let machines: Vec<(&String, &Value)> = of_type(&template, STATE_MACHINE).collect();
+    let mut problems = Vec::new();
+
+    for file in &files {
+        let relative = file
+            .strip_prefix(root())
+            .expect("under the root")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(file).expect("an ASL file");
+        if let Err(error) = serde_json::from_str::<Value>(&text) {
+            problems.push(format!("{relative}: not JSON: {error}"));
+        }
+        let deploying: Vec<_> = machines
+            .iter()
+            .filter(|(_, machine)| machine["Properties"]["DefinitionUri"] == relative.as_str())
+            .collect();
+        let [(id, machine)] = deploying.as_slice() else {
+            problems.push(format!(
+                "{relative}: deployed by {} state machines of the template, not one",
+                deploying.len()
+            ));
+            continue;
+        };
+        let substitutions = machine["Properties"]["DefinitionSubstitutions"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let wanted = placeholders(&text);
+
+        let mut tasks = BTreeSet::new();
+        for name in &wanted {
+            let Some(function) = name.strip_suffix("Arn").filter(|f| f.ends_with("Function"))
+            else {
+                problems.push(format!("{relative}: ${{{name}}} is not of the form XxxFunctionArn"));
+                continue;
+            };
+            if resources(&template).get(function).map(|f| &f["Type"]) != Some(&json!(FUNCTION)) {
+                problems.push(format!("{relative}: ${{{name}}}: no function {function} in the template"));
+            }
+            if substitutions.get(name) != Some(&json!({"Fn::GetAtt": [function, "Arn"]})) {
+                problems.push(format!(
+                    "{id}: DefinitionSubstitutions.{name} is not !GetAtt {function}.Arn"
+                ));
+            }
+            tasks.insert(function.to_owned());
+        }
+        for name in substitutions.keys() {
+            if !wanted.contains(name) {
+                problems.push(format!("{id}: DefinitionSubstitutions.{name} is not used by {relative}"));
+            }
+        }
+
+        // The machine may invoke exactly its task functions, and do nothing else.
+        let mut invoked = BTreeSet::new();
+        for policy in machine["Properties"]["Policies"].as_array().into_iter().flatten() {
+            for statement in policy["Statement"].as_array().into_iter().flatten() {
+                let actions = match &statement["Action"] {
+                    Value::String(action) => vec![action.clone()],
+                    Value::Array(actions) => actions
+                        .iter()
+                        .filter_map(|a| a.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if !actions.iter().any(|action| action == "lambda:InvokeFunction") {
+                    continue;
+                }
+                if actions.len() != 1 {
+                    problems.push(format!("{id}: a statement allows more than lambda:InvokeFunction"));
+                }
+                let resources = match &statement["Resource"] {
+                    Value::Array(items) => items.clone(),
+                    other => vec![other.clone()],
+                };
+                for resource in resources {
+                    match functions_named(&resource) {
+                        Some(function) => {
+                            invoked.insert(function);
+                        }
+                        None => problems.push(format!(
+                            "{id}: lambda:InvokeFunction on {resource}, not on one function"
+                        )),
+                    }
+                }
+            }
+        }
+        if invoked != tasks {
+            problems.push(format!(
+                "{id}: may invoke {invoked:?}, but its tasks are {tasks:?}"
+            ));
+        }
+    }
+    for (id, machine) in &machines {
+        let uri = machine["Properties"]["DefinitionUri"].as_str().unwrap_or_default();
+        if !files.iter().any(|file| file.ends_with(uri)) {
+            problems.push(format!("{id}: DefinitionUri {uri} is not an infra/statemachines/*.asl.json"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The function a policy resource names: `!GetAtt F.Arn` or `!Sub "${F.Arn}:*"` (its versions).
+fn functions_named(resource: &Value) -> Option<String> {
+    if let Some([function, attribute]) = resource["Fn::GetAtt"].as_array().map(Vec::as_slice) {
+        return (attribute == "Arn").then(|| function.as_str().map(str::to_owned))?;
+    }
+    let sub = resource["Fn::Sub"].as_str()?;
+    let function = sub.strip_prefix("${")?.strip_suffix(".Arn}:*")?;
+    Some(function.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+
+/// Values for parameters that have no default (a deployment must give them).
+const SAMPLE_PARAMETERS: &[(&str, &str)] = &[
+    (
+        "CyberKeySha256",
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    ),
+    (
+        "OperatorKeySha256",
+        "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
+    ),
+    ("AllowedFrameOrigins", "https://cyberlibrairie.example"),
+];
+
+/// What a value of the template is at deployment, near enough for a function to start: a
+/// parameter's default (or sample), a resource's name or ARN.
+fn resolve(template: &Value, value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(text) => Ok(text.clone()),
+        Value::Number(number) => Ok(number.to_string()),
+        Value::Bool(flag) => Ok(flag.to_string()),
+        Value::Object(object) if object.contains_key("Ref") => {
+            let name = object["Ref"].as_str().unwrap_or_default();
+            if let Some(parameter) = template["Parameters"].get(name) {
+                if let Some(default) = parameter.get("Default") {
+                    return resolve(template, default);
+                }
+                return SAMPLE_PARAMETERS
+                    .iter()
+                    .find(|(sample, _)| *sample == name)
+                    .map(|(_, value)| (*value).to_owned())
+                    .ok_or(format!("parameter {name} has no default: add a sample to this test"));
+            }
+            if resources(template).contains_key(name) {
+                return Ok(format!("arn:aws:test:eu-west-3:123456789012:{name}"));
+            }
+            Err(format!("!Ref {name} names nothing"))
+        }
+        Value::Object(object) if object.contains_key("Fn::GetAtt") => {
+            Ok(format!("arn:aws:test:eu-west-3:123456789012:{}", object["Fn::GetAtt"][0]))
+        }
+        Value::Object(object) if object.contains_key("Fn::Sub") => {
+            let text = object["Fn::Sub"].as_str().ok_or("a !Sub with variables")?;
+            let mut resolved = String::new();
+            let mut rest = text;
+            while let Some(start) = rest.find("${") {
+                resolved.push_str(&rest[..start]);
+                let end = rest[start..].find('}').ok_or("an unclosed ${ in a !Sub")? + start;
+                let name = &rest[start + 2..end];
+                resolved.push_str(&match name.split_once('.') {
+                    Some((resource, _)) => format!("{}.test", resource.to_lowercase()),
+                    None => resolve(template, &json!({"Ref": name}))
+                        .unwrap_or_else(|_| format!("{}-test", name.to_lowercase())),
+                });
+                rest = &rest[end + 1..];
+            }
+            resolved.push_str(rest);
+            Ok(resolved)
+        }
+        other => Err(format!("cannot resolve {other}")),
+    }
+}
+
+/// Starts each function the way its binary does, with exactly the environment the template gives
+/// it, and compares what the start-up read (`config::var` notes it) with what the template sets:
+/// a variable read but not set would be missing in production, and one set but not read is
+/// configuration nobody uses (or a secret given to a function that does not need it).
+#[tokio::test(flavor = "current_thread")]
+async fn every_function_is_given_exactly_the_environment_it_reads() {
+    let template = template();
+    let binaries = binaries();
+    // What the Lambda runtime sets for every function: the region, no instance metadata.
+    std::env::set_var("AWS_REGION", "eu-west-3");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let mut problems = Vec::new();
+
+    for (id, function) in of_type(&template, FUNCTION) {
+        let Some(binary) = function["Metadata"]["BuildProperties"]["Binary"].as_str() else {
+            continue; // reported by the binaries' test
+        };
+        let Some(source) = binaries.get(binary) else {
+            continue;
+        };
+        let variables = environment(&template, function);
+        let mut values = BTreeMap::new();
+        for (name, value) in &variables {
+            match resolve(&template, value) {
+                Ok(value) => {
+                    values.insert(name.clone(), value);
+                }
+                Err(error) => problems.push(format!("{id}: {name}: {error}")),
+            }
+        }
+
+        for (name, value) in &values {
+            std::env::set_var(name, value);
+        }
+        config::take_names_read();
+        let started = start(entry_point(source)).await;
+        let read = config::take_names_read();
+        for name in values.keys() {
+            std::env::remove_var(name);
+        }
+
+        match started {
+            Ok(()) => {}
+            Err(error) => problems.push(format!("{id} ({binary}): does not start: {error}")),
+        }
+        let set: BTreeSet<String> = values.keys().cloned().collect();
+        for name in read.difference(&set) {
+            problems.push(format!("{id} ({binary}): reads {name}, which the template does not set"));
+        }
+        for name in set.difference(&read) {
+            problems.push(format!("{id} ({binary}): the template sets {name}, which it never reads"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// What a binary's `main` does before it serves: the start-up of its entry point.
+async fn start(entry: Option<&str>) -> Result<(), String> {
+    match entry {
+        Some("run" | "run_endpoints") => bcdi_shared::lambda::app_from_env()
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string()),
+        other => Err(format!(
+            "its main calls lambda::{other:?}, which tests/infra.rs does not know how to start: \
+             add it to `start`"
+        )),
+    }
+}
+
+/// Code that runs in Lambda reads the environment through `config::var` only, so the test above
+/// sees every read. `telemetry.rs` is the exception: it reads the runtime's own log settings.
+#[test]
+fn lambda_code_reads_the_environment_only_through_config_var() {
+    let mut problems = Vec::new();
+    let mut stack = vec![root().join("shared/src"), root().join("functions/src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a source directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let allowed = ["config.rs", "telemetry.rs"];
+            if path.extension().is_none_or(|extension| extension != "rs")
+                || allowed.iter().any(|name| path.ends_with(name))
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            for (number, line) in text.lines().enumerate() {
+                if line.contains("env::var(") || line.contains("env::vars(") {
+                    problems.push(format!(
+                        "{}:{}: reads the environment directly; use bcdi_shared::config::var",
+                        path.strip_prefix(root()).unwrap_or(&path).display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table and references
+
+/// The table of the template is the one `create_table` makes for the tests: created in moto,
+/// described, and compared key by key.
+#[tokio::test]
+async fn the_table_is_the_one_the_dynamodb_store_creates() {
+    let template = template();
+    let client = bcdi_tests::moto::dynamodb_client().await;
+    let name = bcdi_tests::moto::unique_table_name("infra");
+    bcdi_shared::adapters::dynamodb::create_table(&client, &name)
+        .await
+        .expect("create_table");
+    let described = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("DescribeTable")
+        .table
+        .expect("a table");
+
+    let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| -> Value {
+        schema
+            .iter()
+            .map(|key| json!({"AttributeName": key.attribute_name(), "KeyType": key.key_type().as_str()}))
+            .collect()
+    };
+    let mut attributes: Vec<Value> = described
+        .attribute_definitions()
+        .iter()
+        .map(|a| json!({"AttributeName": a.attribute_name(), "AttributeType": a.attribute_type().as_str()}))
+        .collect();
+    attributes.sort_by_key(|a| a.to_string());
+    let indexes: Vec<Value> = described
+        .global_secondary_indexes()
+        .iter()
+        .map(|index| {
+            json!({
+                "IndexName": index.index_name(),
+                "KeySchema": keys(index.key_schema()),
+                "Projection": {"ProjectionType": index.projection().and_then(|p| p.projection_type()).map(|t| t.as_str())},
+            })
+        })
+        .collect();
+
+    let table = of_type(&template, "AWS::DynamoDB::Table")
+        .map(|(_, table)| &table["Properties"])
+        .next()
+        .expect("a DynamoDB table in the template");
+    let mut declared = table["AttributeDefinitions"].as_array().cloned().unwrap_or_default();
+    declared.sort_by_key(|a| a.to_string());
+    assert_eq!(declared, attributes, "AttributeDefinitions");
+    assert_eq!(table["KeySchema"], keys(described.key_schema()), "KeySchema");
+    assert_eq!(table["GlobalSecondaryIndexes"], json!(indexes), "GlobalSecondaryIndexes");
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    assert!(table["LocalSecondaryIndexes"].is_null());
+}
+
+/// The time-to-live attribute is one the DynamoDB adapters write.
+#[test]
+fn the_table_expires_items_by_an_attribute_the_adapters_write() {
+    let template = template();
+    let (_, table) = of_type(&template, "AWS::DynamoDB::Table").next().expect("a table");
+    let ttl = &table["Properties"]["TimeToLiveSpecification"];
+    assert_eq!(ttl["Enabled"], true);
+    let attribute = ttl["AttributeName"].as_str().expect("a TTL attribute");
+    let dir = root().join("shared/src/adapters/dynamodb");
+    let quoted = format!("\"{attribute}\"");
+    let written = std::fs::read_dir(&dir)
+        .expect("the DynamoDB adapters")
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
+        .any(|text| text.contains(&quoted));
+    assert!(written, "no DynamoDB adapter writes {quoted}, the table's TTL attribute");
+}
+
+/// Every `Ref`, `GetAtt` and `${…}` names a parameter, a resource or a pseudo parameter (cfn-lint
+/// does not look inside IAM policies).
+#[test]
+fn every_reference_of_the_template_names_something() {
+    let template = template();
+    let mut known: BTreeSet<String> = resources(&template).keys().cloned().collect();
+    known.extend(template["Parameters"].as_object().into_iter().flatten().map(|(k, _)| k.clone()));
+    let mut problems = Vec::new();
+    let mut check = |name: &str, at: &str| {
+        let base = name.split('.').next().unwrap_or_default();
+        if !base.starts_with("AWS::") && !known.contains(base) {
+            problems.push(format!("{at}: {name} names nothing"));
+        }
+    };
+    fn walk(value: &Value, at: &str, check: &mut dyn FnMut(&str, &str)) {
+        match value {
+            Value::Object(object) => {
+                for (key, inner) in object {
+                    match (key.as_str(), inner) {
+                        ("Ref", Value::String(name)) => check(name, at),
+                        ("Fn::GetAtt", Value::Array(parts)) => {
+                            check(parts[0].as_str().unwrap_or_default(), at)
+                        }
+                        ("Fn::Sub", sub) => {
+                            let text = match sub {
+                                Value::Array(parts) => parts[0].as_str().unwrap_or_default(),
+                                other => other.as_str().unwrap_or_default(),
+                            };
+                            let local: BTreeSet<&str> = match sub {
+                                Value::Array(parts) => parts
+                                    .get(1)
+                                    .and_then(Value::as_object)
+                                    .map(|m| m.keys().map(String::as_str).collect())
+                                    .unwrap_or_default(),
+                                _ => BTreeSet::new(),
+                            };
+                            for name in placeholders(text) {
+                                if !local.contains(name.as_str()) && !name.starts_with('!') {
+                                    check(&name, at);
+                                }
+                            }
+                            if let Value::Array(parts) = sub {
+                                for part in parts.iter().skip(1) {
+                                    walk(part, at, check);
+                                }
+                            }
+                        }
+                        _ => walk(inner, &format!("{at}.{key}"), check),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, &format!("{at}[{index}]"), check);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(&template["Resources"], "Resources", &mut check);
+    walk(&template["Outputs"], "Outputs", &mut check);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
