@@ -1,34 +1,145 @@
-//! Workflows on this machine. Runs are recorded by name, so that starting the same run twice
-//! starts it once, as Step Functions does with execution names.
+//! Workflows on this machine: the local ASL executor runs the very state machines SAM deploys
+//! (`infra/statemachines/*.asl.json`, compiled into the binary), with each `${XxxFunctionArn}`
+//! placeholder standing for the in-process step of that name. Executions are kept in
+//! `DATA_DIR/workflows.sqlite3` and resume when the server starts again.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use bcdi_shared::ports::{WorkflowError, WorkflowRun, Workflows};
+use bcdi_shared::ports::{TaskTokenError, WorkflowError, WorkflowKind, WorkflowRun, Workflows};
+use bcdi_shared::steps::{Step, Steps};
+use serde_json::Value;
 
-/// Known shortcoming: records runs but does not execute the state machines yet.
-#[derive(Default)]
+use crate::asl::{
+    Executor, ExecutorError, ExecutorOptions, Functions, StateMachineSource, TaskError, TokenError,
+};
+
+/// The state machines, as deployed.
+pub const PROVISIONING_ASL: &str = include_str!("../../infra/statemachines/provisioning.asl.json");
+pub const MOUNTING_ASL: &str = include_str!("../../infra/statemachines/mounting.asl.json");
+
+/// Both state machines with their placeholders bound to the local steps, named as the
+/// workflow kinds (`provisioning`, `mounting`).
+pub fn state_machines() -> Vec<StateMachineSource> {
+    [
+        (WorkflowKind::Provisioning, PROVISIONING_ASL),
+        (WorkflowKind::Mounting, MOUNTING_ASL),
+    ]
+    .into_iter()
+    .map(|(kind, definition)| {
+        Step::ALL.into_iter().fold(
+            StateMachineSource::new(kind.as_str(), definition),
+            |source, step| source.substitute(step.placeholder(), step.name()),
+        )
+    })
+    .collect()
+}
+
 pub struct LocalWorkflows {
-    started: Mutex<HashSet<String>>,
+    executor: Executor,
+}
+
+impl LocalWorkflows {
+    /// Opens the executions kept at `db_path` and resumes those that were running.
+    pub async fn open(db_path: &Path, steps: Arc<Steps>) -> Result<Self, ExecutorError> {
+        Self::open_with(db_path, steps, ExecutorOptions::default()).await
+    }
+
+    /// The same with the executor's tuning, e.g. a shorter second for tests.
+    pub async fn open_with(
+        db_path: &Path,
+        steps: Arc<Steps>,
+        options: ExecutorOptions,
+    ) -> Result<Self, ExecutorError> {
+        let executor = Executor::open_with(
+            db_path,
+            Arc::new(LocalSteps(steps)),
+            state_machines(),
+            options,
+        )
+        .await?;
+        Ok(Self { executor })
+    }
+
+    /// The executor, for tools and tests that describe or wait for executions.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+}
+
+/// The steps as the executor's Task states call them, by name.
+struct LocalSteps(Arc<Steps>);
+
+#[async_trait]
+impl Functions for LocalSteps {
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, TaskError> {
+        let step = Step::from_name(function).ok_or_else(|| {
+            TaskError::new(
+                "Lambda.ResourceNotFoundException",
+                format!("there is no step named `{function}`"),
+            )
+        })?;
+        self.0
+            .run(step, payload)
+            .await
+            .map_err(|error| TaskError::new(error.name, error.message))
+    }
 }
 
 #[async_trait]
 impl Workflows for LocalWorkflows {
-    async fn start(
+    async fn start(&self, run: &WorkflowRun, input: Value) -> Result<(), WorkflowError> {
+        // An execution of that name exists already: started once, as with Step Functions.
+        self.executor
+            .start(run.kind.as_str(), &run.name(), run.input(input))
+            .await
+            .map(|_| ())
+            .map_err(|error| WorkflowError(error.to_string()))
+    }
+
+    async fn send_task_success(&self, token: &str, output: &Value) -> Result<(), TaskTokenError> {
+        self.executor
+            .send_task_success(token, output.clone())
+            .await
+            .map_err(token_error)
+    }
+
+    async fn send_task_failure(
         &self,
-        run: &WorkflowRun,
-        _input: serde_json::Value,
-    ) -> Result<(), WorkflowError> {
-        let name = run.name();
-        let new = self
-            .started
-            .lock()
-            .map_err(|_| WorkflowError("poisoned".into()))?
-            .insert(name.clone());
-        if new {
-            tracing::info!(workflow = %name, "workflow started");
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), TaskTokenError> {
+        self.executor
+            .send_task_failure(token, error, cause)
+            .await
+            .map_err(token_error)
+    }
+
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), TaskTokenError> {
+        self.executor
+            .send_task_heartbeat(token)
+            .await
+            .map_err(token_error)
+    }
+}
+
+fn token_error(error: TokenError) -> TaskTokenError {
+    match error {
+        TokenError::InvalidToken | TokenError::TaskTimedOut => TaskTokenError::Gone,
+        TokenError::Store(error) => TaskTokenError::Unavailable(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_state_machines_load_with_every_placeholder_bound() {
+        for source in state_machines() {
+            crate::asl::validate(&source).unwrap_or_else(|error| panic!("{error}"));
         }
-        Ok(())
     }
 }

@@ -1,4 +1,6 @@
-//! Starting the provisioning and mounting workflows.
+//! Starting the provisioning and mounting workflows, and completing the tasks they wait on:
+//! a workflow hands work to the hosting agent with a task token, and the agent's outcome comes
+//! back through `send_task_success` / `send_task_failure` / `send_task_heartbeat`.
 
 use async_trait::async_trait;
 
@@ -39,12 +41,45 @@ impl WorkflowRun {
 #[error("workflow engine unavailable: {0}")]
 pub struct WorkflowError(pub String);
 
+/// Why a task token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskTokenError {
+    /// The task no longer waits for this token: it timed out, was completed already, its
+    /// execution ended, or the token was never issued. Nothing can change that: the API
+    /// answers 409.
+    #[error("the task is gone (timed out, finished or unknown)")]
+    Gone,
+    /// The workflow engine could not be reached; nothing was changed and a retry may work.
+    #[error("workflow engine unavailable: {0}")]
+    Unavailable(String),
+}
+
 #[async_trait]
 pub trait Workflows: Send + Sync {
     /// Starts the run unless a run of that name was already started; either way `Ok`. The
     /// execution's input is `input` (a JSON object) with `rne` and `attempt` added.
     async fn start(&self, run: &WorkflowRun, input: serde_json::Value)
         -> Result<(), WorkflowError>;
+
+    /// Completes the task waiting on `token` with `output` as its result.
+    async fn send_task_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), TaskTokenError>;
+
+    /// Fails the task waiting on `token` with the error name `error` (what the state machine's
+    /// Retry and Catch match) and `cause`.
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), TaskTokenError>;
+
+    /// Tells the task waiting on `token` that its worker is alive: its heartbeat timeout
+    /// starts again.
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), TaskTokenError>;
 }
 
 impl WorkflowRun {
