@@ -169,12 +169,18 @@ fn endpoints_in(source: &str) -> Vec<Endpoint> {
         .collect()
 }
 
-/// The entry point a binary's `main` calls: `x` in `bcdi_shared::lambda::x(…)`.
+/// The entry point a binary's `main` calls: `x::y` in `bcdi_shared::lambda::x::y(…)`, comments
+/// left out.
 fn entry_point(source: &str) -> Option<&str> {
-    let start = source.find("lambda::")? + "lambda::".len();
-    let rest = &source[start..];
-    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
-    Some(&rest[..end])
+    source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .find_map(|line| {
+            let start = line.find("lambda::")? + "lambda::".len();
+            let rest = &line[start..];
+            let end = rest.find('(')?;
+            Some(&rest[..end])
+        })
 }
 
 /// The `${Name}` placeholders of a text (an ASL file).
@@ -367,20 +373,23 @@ fn every_task_of_the_state_machines_is_a_function_of_the_template() {
             .unwrap_or_default();
         let wanted = placeholders(&text);
 
+        // Each `${Name}` is replaced by the ARN of a function of the template.
         let mut tasks = BTreeSet::new();
         for name in &wanted {
-            let Some(function) = name.strip_suffix("Arn").filter(|f| f.ends_with("Function"))
-            else {
-                problems.push(format!("{relative}: ${{{name}}} is not of the form XxxFunctionArn"));
+            let function = substitutions
+                .get(name)
+                .and_then(|value| value["Fn::GetAtt"].as_array())
+                .filter(|parts| parts.len() == 2 && parts[1] == "Arn")
+                .and_then(|parts| parts[0].as_str());
+            let Some(function) = function else {
+                problems.push(format!(
+                    "{id}: DefinitionSubstitutions.{name} (used by {relative}) is not \
+                     !GetAtt <function>.Arn"
+                ));
                 continue;
             };
             if resources(&template).get(function).map(|f| &f["Type"]) != Some(&json!(FUNCTION)) {
-                problems.push(format!("{relative}: ${{{name}}}: no function {function} in the template"));
-            }
-            if substitutions.get(name) != Some(&json!({"Fn::GetAtt": [function, "Arn"]})) {
-                problems.push(format!(
-                    "{id}: DefinitionSubstitutions.{name} is not !GetAtt {function}.Arn"
-                ));
+                problems.push(format!("{id}: ${{{name}}} is {function}, not a function"));
             }
             tasks.insert(function.to_owned());
         }
@@ -555,9 +564,9 @@ async fn every_function_is_given_exactly_the_environment_it_reads() {
             std::env::remove_var(name);
         }
 
-        match started {
-            Ok(()) => {}
-            Err(error) => problems.push(format!("{id} ({binary}): does not start: {error}")),
+        if let Err(error) = started {
+            problems.push(format!("{id} ({binary}): does not start: {error}"));
+            continue;
         }
         let set: BTreeSet<String> = values.keys().cloned().collect();
         for name in read.difference(&set) {
@@ -577,9 +586,20 @@ async fn start(entry: Option<&str>) -> Result<(), String> {
             .await
             .map(drop)
             .map_err(|error| error.to_string()),
+        Some("steps::run_step") => bcdi_shared::lambda::steps::steps_from_env()
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string()),
+        Some("notifications::run_stream_notifier" | "notifications::run_sweeper") => {
+            bcdi_shared::lambda::notifications::notifier_from_env()
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        }
         other => Err(format!(
-            "its main calls lambda::{other:?}, which tests/infra.rs does not know how to start: \
-             add it to `start`"
+            "its main calls lambda::{}, which tests/infra.rs does not know how to start: add it \
+             to `start`",
+            other.unwrap_or("?")
         )),
     }
 }
@@ -755,5 +775,138 @@ fn every_reference_of_the_template_names_something() {
     }
     walk(&template["Resources"], "Resources", &mut check);
     walk(&template["Outputs"], "Outputs", &mut check);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// No resource depends on itself through others: CloudFormation refuses such a template, and
+/// neither cfn-lint nor `sam validate` sees the cycles SAM makes. Besides the references
+/// written in the template, SAM makes an HTTP API refer to every function routed from it.
+#[test]
+fn the_template_has_no_circular_dependency() {
+    let template = template();
+    let resources = resources(&template);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, resource) in resources {
+        let mut names = BTreeSet::new();
+        collect_references(&resource["Properties"], &mut names);
+        match &resource["DependsOn"] {
+            Value::String(name) => {
+                names.insert(name.clone());
+            }
+            Value::Array(list) => names.extend(list.iter().filter_map(|n| n.as_str().map(str::to_owned))),
+            _ => {}
+        }
+        // A function's event is the source's business (the API's routes), not the function's.
+        names.retain(|name| name != id && resources.contains_key(name));
+        if resource["Type"] == FUNCTION {
+            for event in resource["Properties"]["Events"].as_object().into_iter().flatten().map(|(_, e)| e) {
+                if let Some(api) = event["Properties"]["ApiId"]["Ref"].as_str() {
+                    names.remove(api);
+                    edges.entry(api.to_owned()).or_default().insert(id.clone());
+                }
+            }
+        }
+        edges.entry(id.clone()).or_default().extend(names);
+    }
+
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|n| n == node) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in edges.keys() {
+        if let Some(cycle) = visit(node, &edges, &mut Vec::new(), &mut done) {
+            panic!("circular dependency: {}", cycle.join(" -> "));
+        }
+    }
+}
+
+/// The resources and parameters a value refers to (`Ref`, `Fn::GetAtt`, `${…}` of `Fn::Sub`).
+fn collect_references(value: &Value, names: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object {
+                match (key.as_str(), inner) {
+                    ("Ref", Value::String(name)) => {
+                        names.insert(name.clone());
+                    }
+                    ("Fn::GetAtt", Value::Array(parts)) => {
+                        names.extend(parts.first().and_then(Value::as_str).map(str::to_owned));
+                    }
+                    ("Fn::Sub", Value::String(text)) => {
+                        for name in placeholders(text) {
+                            names.insert(name.split('.').next().unwrap_or_default().to_owned());
+                        }
+                    }
+                    ("Fn::Sub", Value::Array(parts)) => {
+                        for name in placeholders(parts[0].as_str().unwrap_or_default()) {
+                            names.insert(name.split('.').next().unwrap_or_default().to_owned());
+                        }
+                        parts.iter().skip(1).for_each(|part| collect_references(part, names));
+                    }
+                    _ => collect_references(inner, names),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_references(item, names)),
+        _ => {}
+    }
+}
+
+/// A metric filter counts log lines the code writes: each `$.message = "…"` of a filter pattern
+/// is the message of a `tracing` event in the code that runs in Lambda.
+#[test]
+fn every_metric_filter_matches_a_message_the_code_logs() {
+    let template = template();
+    let mut sources = String::new();
+    let mut stack = vec![root().join("shared/src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a source directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).expect("a source file"));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let filters: Vec<_> = of_type(&template, "AWS::Logs::MetricFilter").collect();
+    for (id, filter) in &filters {
+        let pattern = filter["Properties"]["FilterPattern"].as_str().unwrap_or_default();
+        let messages: Vec<&str> = pattern
+            .split("$.message = \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        if messages.is_empty() {
+            problems.push(format!("{id}: its pattern names no $.message"));
+        }
+        for message in messages {
+            if !sources.contains(&format!("\"{message}\"")) {
+                problems.push(format!("{id}: no code logs \"{message}\""));
+            }
+        }
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -1,5 +1,7 @@
 //! Configuration from the environment, read the same way in Lambda and in the local server.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::domain::Digest;
@@ -28,7 +30,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(var)
     }
 
     /// Reads the settings through `lookup`, so tests need not touch the process environment.
@@ -43,10 +45,30 @@ impl Config {
     }
 }
 
+/// One variable of the process environment. Code that runs in Lambda reads the environment
+/// only through this function: it notes each name, so that `tests/infra.rs` can start every
+/// function with the environment `template.yaml` gives it and check that the template sets
+/// exactly the variables the function reads.
+pub fn var(name: &str) -> Option<String> {
+    if let Ok(mut names) = NAMES_READ.lock() {
+        names.insert(name.to_owned());
+    }
+    std::env::var(name).ok()
+}
+
+/// The names [`var`] was asked for since the last call, which forgets them.
+pub fn take_names_read() -> BTreeSet<String> {
+    NAMES_READ
+        .lock()
+        .map(|mut names| std::mem::take(&mut *names))
+        .unwrap_or_default()
+}
+
+static NAMES_READ: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
 /// A required variable, for adapters that cannot work without it (a table name, an ARN).
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
+    var(name)
         .filter(|value| !value.trim().is_empty())
         .ok_or(ConfigError {
             name,
