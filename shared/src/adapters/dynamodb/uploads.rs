@@ -1,0 +1,299 @@
+//! Upload sessions and uploaded archives in the single table:
+//!
+//! | item | `pk` | `sk` | other attributes |
+//! |---|---|---|---|
+//! | session | `UPLSESSION#<hex digest of the token>` | `SESSION` | `rne`, `expires_at`, `ttl` |
+//! | file | `UPLOAD#<rne>` | `FILE#<id>` | `name`, `base`, `size`, `part_size`, `part_count`, `state`, `upload_id`, `created_at` |
+//! | establishment's uploads | `UPLOAD#<rne>` | `STATE` | `files` (how many), `esidoc_export` (a file id) |
+//!
+//! Adding and removing a file updates the `STATE` item's count in the same transaction, so the
+//! limit on files holds under concurrent requests; the exported base is one attribute there, so
+//! marking one unmarks the others at once. A session keeps `ttl` (the table's time-to-live
+//! attribute) a day past its expiry: until then an expired token is answered "expired", not
+//! "unknown".
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+
+use super::{
+    corrupt, n, number, optional_string, request_error, s, string, unavailable, Cancelled,
+    DynamoDbStore, Item,
+};
+use crate::domain::{Digest, Instant, Rne};
+use crate::ports::{FileState, StoreError, UploadFile, UploadSession, UploadStore};
+
+/// How long an expired session is kept, to tell its holder it expired.
+const EXPIRED_SESSION_RETENTION_SECONDS: u64 = 24 * 3600;
+
+fn session_pk(token: &Digest) -> String {
+    format!("UPLSESSION#{}", token.to_hex())
+}
+
+fn uploads_pk(rne: &Rne) -> String {
+    format!("UPLOAD#{rne}")
+}
+
+fn file_sk(id: &str) -> String {
+    format!("FILE#{id}")
+}
+
+const STATE_SK: &str = "STATE";
+
+fn file_item(file: &UploadFile) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(uploads_pk(&file.rne))),
+        ("sk".to_owned(), s(file_sk(&file.id))),
+        ("rne".to_owned(), s(file.rne.as_str())),
+        ("id".to_owned(), s(&file.id)),
+        ("name".to_owned(), s(&file.name)),
+        ("base".to_owned(), s(&file.base)),
+        ("size".to_owned(), n(file.size)),
+        ("part_size".to_owned(), n(file.part_size)),
+        ("part_count".to_owned(), n(file.part_count)),
+        ("state".to_owned(), s(file.state.as_str())),
+        ("upload_id".to_owned(), s(&file.upload_id)),
+        ("created_at".to_owned(), n(file.created_at.unix())),
+    ])
+}
+
+fn file_from(item: &Item, exported: Option<&str>) -> Result<UploadFile, StoreError> {
+    let id = string(item, "id")?.to_owned();
+    Ok(UploadFile {
+        rne: Rne::parse(string(item, "rne")?).map_err(|_| corrupt("`rne` is invalid"))?,
+        name: string(item, "name")?.to_owned(),
+        base: string(item, "base")?.to_owned(),
+        size: number(item, "size")?,
+        part_size: number(item, "part_size")?,
+        part_count: number(item, "part_count")?,
+        state: FileState::parse(string(item, "state")?)
+            .ok_or_else(|| corrupt("`state` is invalid"))?,
+        upload_id: string(item, "upload_id")?.to_owned(),
+        created_at: Instant::from_unix(number(item, "created_at")?),
+        esidoc_export: exported == Some(id.as_str()),
+        id,
+    })
+}
+
+impl DynamoDbStore {
+    /// The id of the establishment's exported base, if one was marked.
+    async fn exported(&self, rne: &Rne) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", s(uploads_pk(rne)))
+            .key("sk", s(STATE_SK))
+            .send()
+            .await
+            .map_err(|error| unavailable("GetItem upload state", &error, &[]))?;
+        Ok(match output.item {
+            Some(item) => optional_string(&item, "esidoc_export")?.map(str::to_owned),
+            None => None,
+        })
+    }
+}
+
+#[async_trait]
+impl UploadStore for DynamoDbStore {
+    async fn create_session(
+        &self,
+        token: &Digest,
+        session: &UploadSession,
+    ) -> Result<(), StoreError> {
+        let ttl = session
+            .expires_at
+            .plus_seconds(EXPIRED_SESSION_RETENTION_SECONDS);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(session_pk(token)))
+            .item("sk", s("SESSION"))
+            .item("rne", s(session.rne.as_str()))
+            .item("expires_at", n(session.expires_at.unix()))
+            .item("ttl", n(ttl.unix()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|error| {
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception())
+                {
+                    StoreError::AlreadyExists
+                } else {
+                    unavailable("PutItem upload session", &error, &[])
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn find_session(&self, token: &Digest) -> Result<Option<UploadSession>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", s(session_pk(token)))
+            .key("sk", s("SESSION"))
+            .send()
+            .await
+            .map_err(|error| unavailable("GetItem upload session", &error, &[]))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        Ok(Some(UploadSession {
+            rne: Rne::parse(string(&item, "rne")?).map_err(|_| corrupt("`rne` is invalid"))?,
+            expires_at: Instant::from_unix(number(&item, "expires_at")?),
+        }))
+    }
+
+    async fn files(&self, rne: &Rne) -> Result<Vec<UploadFile>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(uploads_pk(rne)))
+                .expression_attribute_values(":prefix", s("FILE#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| unavailable("Query upload files", &error, &[]))?;
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        let exported = self.exported(rne).await?;
+        let mut files = items
+            .iter()
+            .map(|item| file_from(item, exported.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        files.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(files)
+    }
+
+    async fn file(&self, rne: &Rne, id: &str) -> Result<Option<UploadFile>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", s(uploads_pk(rne)))
+            .key("sk", s(file_sk(id)))
+            .send()
+            .await
+            .map_err(|error| unavailable("GetItem upload file", &error, &[]))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let exported = self.exported(rne).await?;
+        file_from(&item, exported.as_deref()).map(Some)
+    }
+
+    async fn add_file(&self, file: &UploadFile, max_files: usize) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(file_item(file)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(request_error)?;
+        let mut set = "files = if_not_exists(files, :zero) + :one".to_owned();
+        let mut count = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(uploads_pk(&file.rne)))
+            .key("sk", s(STATE_SK))
+            .condition_expression("attribute_not_exists(files) OR files < :max")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max_files));
+        if file.esidoc_export {
+            set.push_str(", esidoc_export = :id");
+            count = count.expression_attribute_values(":id", s(&file.id));
+        }
+        let count = count
+            .update_expression(format!("SET {set}"))
+            .build()
+            .map_err(request_error)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ];
+        match self.transact("add_file", items, &[]).await {
+            Ok(()) => Ok(()),
+            Err(Cancelled::Condition { first: true }) => Err(StoreError::AlreadyExists),
+            Err(Cancelled::Condition { first: false }) | Err(Cancelled::Conflict) => {
+                Err(StoreError::Conflict)
+            }
+            Err(Cancelled::Other(error)) => Err(error),
+        }
+    }
+
+    async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(uploads_pk(rne)))
+            .key("sk", s(file_sk(id)))
+            .update_expression("SET #state = :complete")
+            .condition_expression("#state = :uploading")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":complete", s(FileState::Complete.as_str()))
+            .expression_attribute_values(":uploading", s(FileState::Uploading.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(error) => Err(unavailable("UpdateItem upload file", &error, &[])),
+        }
+    }
+
+    async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(uploads_pk(rne)))
+            .key("sk", s(file_sk(id)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(request_error)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(uploads_pk(rne)))
+            .key("sk", s(STATE_SK))
+            .update_expression("SET files = files - :one")
+            .condition_expression("files > :zero")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(request_error)?;
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ];
+        match self.transact("delete_file", items, &[]).await {
+            Ok(()) => Ok(()),
+            // Already gone: what was asked holds.
+            Err(Cancelled::Condition { first: true }) => Ok(()),
+            Err(Cancelled::Condition { first: false }) | Err(Cancelled::Conflict) => {
+                Err(StoreError::Conflict)
+            }
+            Err(Cancelled::Other(error)) => Err(error),
+        }
+    }
+}

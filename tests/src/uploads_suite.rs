@@ -1,0 +1,285 @@
+//! The promises of `UploadStore`, written once and run against every adapter:
+//! `uploads_suite!` turns each function below into one `#[tokio::test]` for a given store.
+
+use std::sync::Arc;
+
+use bcdi_shared::domain::{Instant, Rne, Secret};
+use bcdi_shared::ports::{FileState, StoreError, UploadFile, UploadSession, UploadStore};
+
+pub type Uploads = Arc<dyn UploadStore>;
+
+/// One `#[tokio::test]` per function of this module, each on a new store from `$store` (an
+/// async fn returning `Uploads`). A function added to the module must be listed here too.
+#[macro_export]
+macro_rules! uploads_suite {
+    ($store:path) => {
+        $crate::uploads_suite!(@each $store;
+            a_session_is_found_by_its_token_only,
+            a_token_is_stored_once,
+            files_round_trip_oldest_first,
+            files_of_one_establishment_are_invisible_to_another,
+            the_limit_on_files_holds_and_frees_up_on_deletion,
+            concurrent_additions_never_pass_the_limit,
+            a_taken_file_id_is_refused,
+            a_file_is_completed_once,
+            deleting_a_file_removes_it_and_deleting_an_absent_one_succeeds,
+            marking_a_base_for_esidoc_unmarks_the_others,
+        );
+    };
+    (@each $store:path; $($name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $crate::uploads_suite::$name($store().await).await;
+            }
+        )*
+    };
+}
+
+pub fn rne(code: &str) -> Rne {
+    Rne::parse(code).expect("a valid RNE")
+}
+
+/// A file of `code` in state uploading, created at `at` (Unix seconds).
+pub fn file(code: &str, id: &str, at: i64) -> UploadFile {
+    UploadFile {
+        id: id.to_owned(),
+        rne: rne(code),
+        name: format!("{id} été.zip"),
+        base: "Principale".to_owned(),
+        size: 12 * 1024 * 1024 * 1024,
+        part_size: 8 * 1024 * 1024,
+        part_count: 1536,
+        state: FileState::Uploading,
+        upload_id: format!("upload-{id}"),
+        created_at: Instant::from_unix(at),
+        esidoc_export: false,
+    }
+}
+
+pub async fn a_session_is_found_by_its_token_only(store: Uploads) {
+    let token = Secret::generate("bcdi_upl");
+    let session = UploadSession {
+        rne: rne("0750655E"),
+        expires_at: Instant::now().plus_seconds(3600),
+    };
+    store
+        .create_session(&token.digest(), &session)
+        .await
+        .expect("the session is stored");
+    assert_eq!(
+        store.find_session(&token.digest()).await.expect("answers"),
+        Some(session)
+    );
+    let other = Secret::generate("bcdi_upl");
+    assert_eq!(
+        store.find_session(&other.digest()).await.expect("answers"),
+        None
+    );
+}
+
+pub async fn a_token_is_stored_once(store: Uploads) {
+    let token = Secret::generate("bcdi_upl");
+    let first = UploadSession {
+        rne: rne("0750655E"),
+        expires_at: Instant::now().plus_seconds(3600),
+    };
+    store
+        .create_session(&token.digest(), &first)
+        .await
+        .expect("the session is stored");
+    let second = UploadSession {
+        rne: rne("0750654D"),
+        ..first.clone()
+    };
+    let again = store.create_session(&token.digest(), &second).await;
+    assert!(matches!(again, Err(StoreError::AlreadyExists)), "{again:?}");
+    assert_eq!(
+        store.find_session(&token.digest()).await.expect("answers"),
+        Some(first)
+    );
+}
+
+pub async fn files_round_trip_oldest_first(store: Uploads) {
+    let newer = file("0750655E", "newer", 200);
+    let older = file("0750655E", "older", 100);
+    store.add_file(&newer, 10).await.expect("added");
+    store.add_file(&older, 10).await.expect("added");
+
+    let files = store.files(&rne("0750655E")).await.expect("answers");
+    assert_eq!(files, vec![older.clone(), newer]);
+    assert_eq!(
+        store
+            .file(&rne("0750655E"), "older")
+            .await
+            .expect("answers"),
+        Some(older)
+    );
+    assert_eq!(
+        store
+            .file(&rne("0750655E"), "absent")
+            .await
+            .expect("answers"),
+        None
+    );
+}
+
+pub async fn files_of_one_establishment_are_invisible_to_another(store: Uploads) {
+    store
+        .add_file(&file("0750655E", "mine", 100), 10)
+        .await
+        .expect("added");
+    let other = rne("0750654D");
+    assert_eq!(store.files(&other).await.expect("answers"), vec![]);
+    assert_eq!(store.file(&other, "mine").await.expect("answers"), None);
+    store.delete_file(&other, "mine").await.expect("answers");
+    assert!(store
+        .file(&rne("0750655E"), "mine")
+        .await
+        .expect("answers")
+        .is_some());
+}
+
+pub async fn the_limit_on_files_holds_and_frees_up_on_deletion(store: Uploads) {
+    for id in ["a", "b"] {
+        store
+            .add_file(&file("0750655E", id, 100), 2)
+            .await
+            .expect("added");
+    }
+    let third = store.add_file(&file("0750655E", "c", 100), 2).await;
+    assert!(matches!(third, Err(StoreError::Conflict)), "{third:?}");
+    assert_eq!(
+        store.files(&rne("0750655E")).await.expect("answers").len(),
+        2
+    );
+
+    // Another establishment has a limit of its own.
+    store
+        .add_file(&file("0750654D", "c", 100), 2)
+        .await
+        .expect("added");
+
+    store
+        .delete_file(&rne("0750655E"), "a")
+        .await
+        .expect("deleted");
+    store
+        .add_file(&file("0750655E", "c", 100), 2)
+        .await
+        .expect("added after a deletion");
+}
+
+pub async fn concurrent_additions_never_pass_the_limit(store: Uploads) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .add_file(&file("0750655E", &format!("f{i}"), i), 3)
+                    .await
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for task in tasks {
+        match task.await.expect("the task ran") {
+            Ok(()) => added += 1,
+            Err(StoreError::Conflict) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let files = store.files(&rne("0750655E")).await.expect("answers");
+    assert!(added >= 1 && added <= 3, "{added} added");
+    assert_eq!(files.len(), added);
+}
+
+pub async fn a_taken_file_id_is_refused(store: Uploads) {
+    let first = file("0750655E", "same", 100);
+    store.add_file(&first, 10).await.expect("added");
+    let second = UploadFile {
+        name: "other.zip".to_owned(),
+        ..first.clone()
+    };
+    let again = store.add_file(&second, 10).await;
+    assert!(matches!(again, Err(StoreError::AlreadyExists)), "{again:?}");
+    assert_eq!(
+        store.file(&rne("0750655E"), "same").await.expect("answers"),
+        Some(first)
+    );
+}
+
+pub async fn a_file_is_completed_once(store: Uploads) {
+    store
+        .add_file(&file("0750655E", "f", 100), 10)
+        .await
+        .expect("added");
+    store
+        .complete_file(&rne("0750655E"), "f")
+        .await
+        .expect("completed");
+    let stored = store
+        .file(&rne("0750655E"), "f")
+        .await
+        .expect("answers")
+        .expect("still there");
+    assert_eq!(stored.state, FileState::Complete);
+    let again = store.complete_file(&rne("0750655E"), "f").await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    let absent = store.complete_file(&rne("0750655E"), "absent").await;
+    assert!(matches!(absent, Err(StoreError::Conflict)), "{absent:?}");
+}
+
+pub async fn deleting_a_file_removes_it_and_deleting_an_absent_one_succeeds(store: Uploads) {
+    store
+        .add_file(&file("0750655E", "f", 100), 10)
+        .await
+        .expect("added");
+    store
+        .delete_file(&rne("0750655E"), "f")
+        .await
+        .expect("deleted");
+    assert_eq!(
+        store.file(&rne("0750655E"), "f").await.expect("answers"),
+        None
+    );
+    store
+        .delete_file(&rne("0750655E"), "f")
+        .await
+        .expect("deleting again");
+}
+
+pub async fn marking_a_base_for_esidoc_unmarks_the_others(store: Uploads) {
+    let marked = |id: &str, at: i64| UploadFile {
+        esidoc_export: true,
+        ..file("0750655E", id, at)
+    };
+    store
+        .add_file(&marked("first", 100), 10)
+        .await
+        .expect("added");
+    store
+        .add_file(&marked("second", 200), 10)
+        .await
+        .expect("added");
+    store
+        .add_file(&file("0750655E", "third", 300), 10)
+        .await
+        .expect("added");
+
+    let exported: Vec<(String, bool)> = store
+        .files(&rne("0750655E"))
+        .await
+        .expect("answers")
+        .into_iter()
+        .map(|file| (file.id, file.esidoc_export))
+        .collect();
+    assert_eq!(
+        exported,
+        [
+            ("first".to_owned(), false),
+            ("second".to_owned(), true),
+            ("third".to_owned(), false)
+        ]
+    );
+}
