@@ -353,9 +353,9 @@ pub async fn enqueue_with_a_new_token_requeues_the_job(jobs: Jobs) {
 
 pub async fn cancel_ends_queued_and_leased_jobs_but_not_finished_ones(jobs: Jobs) {
     // Given a queued job, a leased one and a finished one
-    let queued = job("0752526N", JobKind::Install, 1, "a", 0);
+    let finished = job("0160010Z", JobKind::Install, 1, "c", 0);
     let leased = job("0752538B", JobKind::Install, 1, "b", 1);
-    let finished = job("0160010Z", JobKind::Install, 1, "c", 2);
+    let queued = job("0752526N", JobKind::Install, 1, "a", 2);
     for new in [&finished, &leased, &queued] {
         jobs.enqueue(new).await.expect("enqueued");
     }

@@ -1,0 +1,1025 @@
+//! The provisioning and mounting workflows end to end, through the local server as
+//! `bcdi-hosting serve` wires it (SQLite, embedded storage, the local ASL executor running
+//! `infra/statemachines/*.asl.json`), with this test as the hosting agent: it claims jobs,
+//! heartbeats, succeeds and fails them over HTTP as an agent does. Then the Step Functions
+//! adapter against moto.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bcdi_hosting::server;
+use bcdi_hosting::sqlite::SqliteStore;
+use bcdi_hosting::storage::EmbeddedStorage;
+use bcdi_hosting::workflows::LocalWorkflows;
+use bcdi_shared::api::App;
+use bcdi_shared::archive::ArchiveLimits;
+use bcdi_shared::config::Config;
+use bcdi_shared::domain::Secret;
+use bcdi_shared::steps::Steps;
+use bcdi_tests::app::{fresh_dir, licence, read};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for the workflow to reach a status before it fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Settings a test changes from the defaults, in seconds.
+#[derive(Clone, Copy)]
+struct Settings {
+    install_timeout: u64,
+    mount_timeout: u64,
+    lease: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            install_timeout: 3600,
+            mount_timeout: 3600,
+            lease: 60,
+        }
+    }
+}
+
+/// The keys of one service's life, kept across its restarts as `serve` keeps its dev keys.
+struct Keys {
+    cyber: String,
+    operator: String,
+}
+
+/// The local server on a loopback port, on a data directory that outlives it.
+struct Service {
+    base: String,
+    http: reqwest::Client,
+    cyber: String,
+    operator: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    workflows: Weak<LocalWorkflows>,
+}
+
+impl Service {
+    async fn start(dir: &Path, keys: &Keys, settings: Settings) -> Self {
+        let listener = server::bind(0).await.expect("a free loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        let storage = EmbeddedStorage::open(&dir.join("storage"), &base).expect("storage");
+        let store = Arc::new(SqliteStore::open(&dir.join("bcdi.sqlite3")).expect("the store"));
+
+        let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
+        config.cyber_keys = vec![Secret::from_presented(&keys.cyber).digest()];
+        config.operator_keys = vec![Secret::from_presented(&keys.operator).digest()];
+        config.install_timeout = Duration::from_secs(settings.install_timeout);
+        config.mount_timeout = Duration::from_secs(settings.mount_timeout);
+        config.job_lease = Duration::from_secs(settings.lease);
+
+        let steps = Steps {
+            config: config.clone(),
+            archive_limits: ArchiveLimits::default(),
+            store: store.clone(),
+            jobs: store.clone(),
+            storage: storage.storage(),
+        };
+        let workflows = Arc::new(
+            LocalWorkflows::open(&dir.join("workflows.sqlite3"), Arc::new(steps))
+                .await
+                .expect("the workflows open"),
+        );
+        let app = App {
+            config,
+            store: store.clone(),
+            workflows: workflows.clone(),
+            jobs: store.clone(),
+            uploads: store,
+            storage: storage.storage(),
+        };
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve_with_storage(
+            listener,
+            Arc::new(app),
+            Some(storage.router()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            cyber: keys.cyber.clone(),
+            operator: keys.operator.clone(),
+            shutdown: Some(shutdown),
+            task,
+            workflows: Arc::downgrade(&workflows),
+        }
+    }
+
+    /// Stops the server as Ctrl-C does, and waits until its executor is gone: every
+    /// execution stops where it was, with its progress in `workflows.sqlite3`.
+    async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        drop(self.http);
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        self.task.abort();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.workflows.upgrade().is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the executor outlived its server"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    async fn create(&self, rne: &str) {
+        let (status, body) = self
+            .post("/v1/establishments", &self.cyber, &licence(rne))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    async fn establishment(&self, rne: &str) -> Value {
+        let (status, body) = self
+            .get(&format!("/v1/establishments/{rne}"), &self.cyber)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until the establishment is in `status`, and returns it.
+    async fn wait_for_status(&self, rne: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let establishment = self.establishment(rne).await;
+            if establishment["status"] == status {
+                return establishment;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{rne} never reached status {status}: {establishment}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Claims a job of `kind` as an agent does, waiting up to `wait` seconds.
+    async fn claim(&self, kind: &str, wait: u64) -> Option<Value> {
+        let (status, body) = self
+            .post(
+                "/v1/agent/jobs/claim",
+                &self.operator,
+                &json!({"kinds": [kind], "wait_seconds": wait}),
+            )
+            .await;
+        match status {
+            200 => Some(body),
+            204 => None,
+            other => panic!("claim answered {other}: {body}"),
+        }
+    }
+
+    /// Claims, polling until a job of `kind` comes (the workflow creates it shortly).
+    async fn claim_soon(&self, kind: &str) -> Value {
+        for _ in 0..6 {
+            if let Some(job) = self.claim(kind, 10).await {
+                return job;
+            }
+        }
+        panic!("no {kind} job came");
+    }
+
+    async fn job_call(&self, job: &Value, action: &str, body: &Value) -> (u16, Value) {
+        let id = job["id"].as_str().expect("a job id");
+        self.post(
+            &format!("/v1/agent/jobs/{id}/{action}"),
+            &self.operator,
+            body,
+        )
+        .await
+    }
+
+    async fn history(&self, rne: &str) -> Vec<String> {
+        let (status, body) = self
+            .get(&format!("/v1/establishments/{rne}/history"), &self.cyber)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|event| event["status"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Uploads `archives` (base name, file name, bytes) through the upload API as the upload
+    /// page does, and submits them: the mounting workflow starts.
+    async fn upload_and_submit(&self, rne: &str, archives: &[(&str, &str, Vec<u8>)]) {
+        let (status, session) = self
+            .post(
+                &format!("/v1/establishments/{rne}/upload-sessions"),
+                &self.cyber,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 201, "{session}");
+        let token = session["url"]
+            .as_str()
+            .and_then(|url| url.split_once("#token="))
+            .map(|(_, token)| token.to_owned())
+            .expect("a token in the URL's fragment");
+
+        // The school replaces what it sent before: the mounting takes every complete archive.
+        let (status, listed) = self.get("/v1/upload/session", &token).await;
+        assert_eq!(status, 200, "{listed}");
+        for file in listed["files"].as_array().into_iter().flatten() {
+            let id = file["id"].as_str().expect("a file id");
+            let response = self
+                .http
+                .delete(self.url(&format!("/v1/upload/files/{id}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("request sent");
+            assert_eq!(response.status().as_u16(), 204);
+        }
+
+        for (base, name, bytes) in archives {
+            let (status, file) = self
+                .post(
+                    "/v1/upload/files",
+                    &token,
+                    &json!({"name": name, "base": base, "size": bytes.len()}),
+                )
+                .await;
+            assert_eq!(status, 201, "{file}");
+            let id = file["id"].as_str().expect("a file id");
+            let part_size = file["part_size"].as_u64().expect("a part size") as usize;
+            let chunks: Vec<&[u8]> = bytes.chunks(part_size).collect();
+            let numbers: Vec<usize> = (1..=chunks.len()).collect();
+            let (status, urls) = self
+                .post(
+                    &format!("/v1/upload/files/{id}/part-urls"),
+                    &token,
+                    &json!({ "parts": numbers }),
+                )
+                .await;
+            assert_eq!(status, 200, "{urls}");
+            let mut parts = Vec::new();
+            for (chunk, url) in chunks.iter().zip(urls["urls"].as_array().expect("urls")) {
+                let response = self
+                    .http
+                    .put(url["url"].as_str().expect("a part URL"))
+                    .body(chunk.to_vec())
+                    .send()
+                    .await
+                    .expect("part sent");
+                assert!(response.status().is_success(), "{}", response.status());
+                let etag = response.headers()["etag"]
+                    .to_str()
+                    .expect("an ETag")
+                    .to_owned();
+                parts.push(json!({"part": url["part"], "etag": etag}));
+            }
+            let (status, body) = self
+                .post(
+                    &format!("/v1/upload/files/{id}/complete"),
+                    &token,
+                    &json!({ "parts": parts }),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let (status, body) = self.post("/v1/upload/submit", &token, &json!({})).await;
+        assert_eq!(status, 202, "{body}");
+    }
+}
+
+fn keys() -> Keys {
+    Keys {
+        cyber: Secret::generate("test_cyber").expose().to_owned(),
+        operator: Secret::generate("test_operator").expose().to_owned(),
+    }
+}
+
+/// A base directory as BCDI's backup writes it, zipped: `NOTICES.DAT` and the other data
+/// files of the base, several megabytes of records that compress as real ones do.
+fn base_archive(dir: &str, with_notices: bool) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.add_directory(format!("{dir}/"), options)
+        .expect("a directory entry");
+    let mut files = vec![
+        ("EXEMPLAI.DAT", 900_000),
+        ("LECTEURS.DAT", 400_000),
+        ("PRETS.DAT", 600_000),
+        ("AUTORITE.DAT", 300_000),
+        ("DESCRIPT.DAT", 250_000),
+    ];
+    if with_notices {
+        files.insert(0, ("NOTICES.DAT", 3_500_000));
+    }
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    for (name, size) in files {
+        zip.start_file(format!("{dir}/{name}"), options)
+            .expect("a file entry");
+        let mut written = 0;
+        let mut record = 0u64;
+        while written < size {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            record += 1;
+            let line = format!(
+                "{record:08}|{:>40}|{:>24}|{:06}|{:04}|CDI\r\n",
+                format!("Titre {} tome {}", seed % 9973, seed % 17),
+                format!("Auteur {}", seed % 4001),
+                seed % 999_983,
+                1950 + seed % 75,
+            );
+            zip.write_all(line.as_bytes()).expect("written");
+            written += line.len();
+        }
+    }
+    zip.start_file(format!("{dir}/BCDI.INI"), options)
+        .expect("a file entry");
+    zip.write_all(b"[BASE]\r\nVersion=3\r\n").expect("written");
+    zip.finish().expect("the archive").into_inner()
+}
+
+/// Creates an establishment and drives its installation to status 2, as an agent would.
+async fn installed(service: &Service, rne: &str) {
+    service.create(rne).await;
+    let job = service.claim_soon("install").await;
+    let (status, body) = service
+        .job_call(
+            &job,
+            "succeed",
+            &json!({"result": {"host": "127.0.0.1", "port": 8123}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    service.wait_for_status(rne, "2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_establishment_goes_from_1_to_4_through_the_agent_api_on_real_archives() {
+    let dir = fresh_dir("workflow-lifecycle");
+    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let rne = "0750655E";
+
+    // Given a new establishment: provisioning made an install job with its licence
+    service.create(rne).await;
+    let job = service.claim_soon("install").await;
+    assert_eq!(job["kind"], "install");
+    assert_eq!(job["rne"], rne);
+    assert_eq!(job["input"]["griffe"], "Collège Jean Moulin");
+    assert_eq!(job["input"]["code"], "ABCDEFGH");
+    assert_eq!(job["input"]["version"], "CL");
+    assert!(job["lease_expires_at"].is_string());
+
+    // When the agent heartbeats with a new expected end, the school sees that time
+    let eta = "2030-01-02T03:04:05Z";
+    let (status, body) = service
+        .job_call(&job, "heartbeat", &json!({ "eta": eta }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["lease_expires_at"].is_string());
+    let establishment = service.establishment(rne).await;
+    assert_eq!(establishment["next_step_at"], eta);
+    assert_eq!(establishment["timestamp"], 1_893_553_445);
+
+    // And reports the server installed: status 2, no connection shown yet
+    let (status, body) = service
+        .job_call(
+            &job,
+            "succeed",
+            &json!({"result": {"host": "127.0.0.1", "port": 8123}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let establishment = service.wait_for_status(rne, "2").await;
+    assert!(establishment.get("connection").is_none(), "{establishment}");
+    assert_eq!(establishment["timestamp"], Value::Null);
+
+    // Then a repeated or late call for that job changes nothing
+    for (action, body) in [
+        (
+            "succeed",
+            json!({"result": {"host": "127.0.0.1", "port": 9999}}),
+        ),
+        ("fail", json!({"reason": "too_late", "detail": "x"})),
+        ("heartbeat", json!({})),
+    ] {
+        let (status, answer) = service.job_call(&job, action, &body).await;
+        assert_eq!(status, 409, "{action}: {answer}");
+        assert_eq!(answer["error"], "conflict");
+    }
+    assert_eq!(service.establishment(rne).await["status"], "2");
+
+    // When the school uploads two bases and sends them
+    let principale = base_archive("data", true);
+    let manuels = base_archive("manuels", true);
+    assert!(principale.len() > 1_000_000, "{} bytes", principale.len());
+    service
+        .upload_and_submit(
+            rne,
+            &[
+                ("Principale", "data.zip", principale.clone()),
+                ("Manuels", "manuels.zip", manuels.clone()),
+            ],
+        )
+        .await;
+
+    // Then after the check, a mount job lists them with download URLs of the right size
+    let job = service.claim_soon("mount").await;
+    let establishment = service.establishment(rne).await;
+    assert_eq!(establishment["status"], "3");
+    assert!(establishment["timestamp"].is_i64(), "{establishment}");
+    let bases = job["input"]["bases"].as_array().expect("bases").clone();
+    assert_eq!(bases.len(), 2, "{job}");
+    for base in &bases {
+        let url = base["url"].as_str().expect("a download URL");
+        let bytes = reqwest::get(url)
+            .await
+            .expect("downloaded")
+            .bytes()
+            .await
+            .expect("a body");
+        assert_eq!(Some(bytes.len() as u64), base["size"].as_u64());
+        let expected = if base["name"] == "Principale" {
+            &principale
+        } else {
+            &manuels
+        };
+        assert_eq!(&bytes[..], &expected[..], "{}", base["name"]);
+    }
+
+    // When the agent mounts them, one usable and one not
+    let result = json!({"result": {
+        "connection": {"host": "bcdi-0750655e.example.org", "port": 8123,
+                       "client_download_url": "https://example.org/client.exe"},
+        "bases": [
+            {"name": "Principale", "state": "INSTALLED"},
+            {"name": "Manuels", "state": "ERROR", "detail": "version too old"},
+        ],
+    }});
+    let (status, body) = service.job_call(&job, "succeed", &result).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Then the server is ready with its connection and each base's state
+    let establishment = service.wait_for_status(rne, "4").await;
+    assert_eq!(
+        establishment["connection"]["host"],
+        "bcdi-0750655e.example.org"
+    );
+    assert_eq!(establishment["connection"]["port"], 8123);
+    let states: Vec<(String, String)> = establishment["bases"]
+        .as_array()
+        .expect("bases")
+        .iter()
+        .map(|base| {
+            (
+                base["name"].as_str().unwrap_or_default().to_owned(),
+                base["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("Principale".into(), "INSTALLED".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("Manuels".into(), "ERROR".into())),
+        "{states:?}"
+    );
+    assert_eq!(service.history(rne).await, ["1", "2", "3", "4"]);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_workflow_waiting_on_the_agent_resumes_after_a_restart() {
+    let dir = fresh_dir("workflow-restart");
+    let keys = keys();
+    let rne = "0750654D";
+
+    // Given an install job claimed by an agent
+    let service = Service::start(&dir, &keys, Settings::default()).await;
+    service.create(rne).await;
+    let job = service.claim_soon("install").await;
+
+    // When the server restarts while the workflow waits
+    service.stop().await;
+    let service = Service::start(&dir, &keys, Settings::default()).await;
+    assert_eq!(service.establishment(rne).await["status"], "1");
+
+    // Then the agent's outcome, sent under the same id, reaches the resumed workflow
+    let (status, body) = service
+        .job_call(
+            &job,
+            "succeed",
+            &json!({"result": {"host": "10.0.0.7", "port": 8000}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    service.wait_for_status(rne, "2").await;
+    assert_eq!(service.history(rne).await, ["1", "2"]);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_whose_lease_lapsed_goes_to_another_agent_and_the_first_is_refused() {
+    let dir = fresh_dir("workflow-lease");
+    let settings = Settings {
+        lease: 1,
+        ..Settings::default()
+    };
+    let service = Service::start(&dir, &keys(), settings).await;
+    let rne = "0160010Z";
+    service.create(rne).await;
+
+    // Given an agent that claimed the install job, then went silent past its lease
+    let first = service.claim_soon("install").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    // When another agent claims
+    let second = service.claim_soon("install").await;
+
+    // Then it gets the same job under a new id, and the first agent's calls change nothing
+    assert_ne!(first["id"], second["id"]);
+    let job_of = |job: &Value| {
+        let id = job["id"].as_str().unwrap_or_default();
+        id.rsplit_once('.').map(|(key, _)| key.to_owned())
+    };
+    assert_eq!(job_of(&first), job_of(&second));
+    for (action, body) in [
+        ("heartbeat", json!({"eta": "2030-01-01T00:00:00Z"})),
+        (
+            "succeed",
+            json!({"result": {"host": "127.0.0.1", "port": 1}}),
+        ),
+        ("fail", json!({"reason": "gave_up"})),
+    ] {
+        let (status, answer) = service.job_call(&first, action, &body).await;
+        assert_eq!(status, 409, "{action}: {answer}");
+    }
+    let establishment = service.establishment(rne).await;
+    assert_eq!(establishment["status"], "1");
+    assert_ne!(establishment["next_step_at"], "2030-01-01T00:00:00Z");
+
+    // And the second agent finishes it (its lease is renewed by each call it makes)
+    let (status, body) = service
+        .job_call(
+            &second,
+            "succeed",
+            &json!({"result": {"host": "127.0.0.1", "port": 8001}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    service.wait_for_status(rne, "2").await;
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_installation_past_its_deadline_ends_in_e1_and_an_operator_retry_installs_it() {
+    let dir = fresh_dir("workflow-timeout");
+    let settings = Settings {
+        install_timeout: 3,
+        ..Settings::default()
+    };
+    let service = Service::start(&dir, &keys(), settings).await;
+    let rne = "0752526N";
+
+    // Given an establishment whose install job no agent took in time
+    service.create(rne).await;
+    let establishment = service.wait_for_status(rne, "E1").await;
+
+    // Then it is in E1 with install_timeout, and the stale job is gone
+    assert_eq!(establishment["error"]["code"], "E1");
+    assert_eq!(establishment["error"]["reason"], "install_timeout");
+    assert!(service.claim("install", 0).await.is_none());
+
+    // And operators find it in the E1 listing, not in the 1 listing
+    let (status, page) = service
+        .get("/v1/admin/establishments?status=E1", &service.operator)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["rne"], rne);
+    assert_eq!(page["items"][0]["error"]["reason"], "install_timeout");
+    assert!(page["items"][0].get("code").is_none());
+    assert_eq!(page["next_cursor"], Value::Null);
+    let (_, page) = service
+        .get("/v1/admin/establishments?status=1", &service.operator)
+        .await;
+    assert_eq!(page["items"], json!([]));
+
+    // When an operator retries it, twice (one run starts)
+    for _ in 0..2 {
+        let (status, body) = service
+            .post(
+                &format!("/v1/admin/establishments/{rne}/retry"),
+                &service.operator,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["attempt"], 2);
+    }
+
+    // Then it installs again under attempt 2, and an agent can finish it this time
+    let job = service.claim_soon("install").await;
+    assert!(
+        job["id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("{rne}-install-2.")),
+        "{job}"
+    );
+    assert_eq!(service.establishment(rne).await["status"], "1");
+    let (status, body) = service
+        .job_call(
+            &job,
+            "succeed",
+            &json!({"result": {"host": "127.0.0.1", "port": 8002}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    service.wait_for_status(rne, "2").await;
+    assert_eq!(service.history(rne).await, ["1", "E1", "1", "2"]);
+
+    // And a retry from 2 is not ready
+    let (status, body) = service
+        .post(
+            &format!("/v1/admin/establishments/{rne}/retry"),
+            &service.operator,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "not_ready");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_results_are_refused_and_the_agents_own_failure_lands_in_e1() {
+    let dir = fresh_dir("workflow-results");
+    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let rne = "0752538B";
+    service.create(rne).await;
+    let job = service.claim_soon("install").await;
+
+    // When the agent sends results or failures that are not valid
+    for (action, body, field) in [
+        (
+            "succeed",
+            json!({"result": {"host": "127.0.0.1"}}),
+            "result.port",
+        ),
+        ("succeed", json!({"result": {"port": 80}}), "result.host"),
+        (
+            "succeed",
+            json!({"result": {"host": "h", "port": 80, "extra": 1}}),
+            "result.extra",
+        ),
+        ("succeed", json!({}), "result"),
+        ("fail", json!({"reason": "Not Snake"}), "reason"),
+        ("fail", json!({"detail": "no reason"}), "reason"),
+        ("heartbeat", json!({"eta": "tomorrow"}), "eta"),
+        ("heartbeat", json!({"when": "now"}), "when"),
+    ] {
+        let (status, answer) = service.job_call(&job, action, &body).await;
+        assert_eq!(status, 400, "{action} {body}: {answer}");
+        assert!(answer["fields"].get(field).is_some(), "{field}: {answer}");
+    }
+
+    // Then nothing changed: the job is still the agent's, the establishment still installing
+    assert_eq!(service.establishment(rne).await["status"], "1");
+    let (status, body) = service.job_call(&job, "heartbeat", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // And a job id that never existed is 404, a call with another credential 403
+    let (status, _) = service
+        .post(
+            "/v1/agent/jobs/0752538B-install-9.abc/fail",
+            &service.operator,
+            &json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = service
+        .job_call(&json!({"id": "x.y"}), "fail", &json!({"reason": "x"}))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = service
+        .post("/v1/agent/jobs/claim", &service.cyber, &json!({}))
+        .await;
+    assert_eq!(status, 403);
+
+    // When the agent reports its own failure, the establishment is in E1 with that reason
+    let (status, body) = service
+        .job_call(
+            &job,
+            "fail",
+            &json!({"reason": "disk_full", "detail": "No space left on /srv."}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let establishment = service.wait_for_status(rne, "E1").await;
+    assert_eq!(establishment["error"]["reason"], "disk_full");
+    assert_eq!(establishment["error"]["detail"], "No space left on /srv.");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unusable_archive_ends_in_e2_naming_it_and_a_failed_mount_can_be_retried() {
+    let dir = fresh_dir("workflow-e2");
+    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let rne = "6200001G";
+    installed(&service, rne).await;
+
+    // When the school sends an archive without NOTICES.DAT
+    service
+        .upload_and_submit(
+            rne,
+            &[("Principale", "sauvegarde.zip", base_archive("data", false))],
+        )
+        .await;
+
+    // Then the check rejects it: E2 with the reason, naming the archive, and its base in ERROR
+    let establishment = service.wait_for_status(rne, "E2").await;
+    assert_eq!(establishment["error"]["reason"], "missing_notices_dat");
+    let detail = establishment["error"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(detail.contains("sauvegarde.zip"), "{detail}");
+    assert_eq!(establishment["bases"][0]["state"], "ERROR");
+    assert!(service.claim("mount", 0).await.is_none());
+
+    // When it sends a good one, and the agent fails the mount
+    service
+        .upload_and_submit(
+            rne,
+            &[("Principale", "data.zip", base_archive("data", true))],
+        )
+        .await;
+    let job = service.claim_soon("mount").await;
+    let (status, body) = service
+        .job_call(
+            &job,
+            "fail",
+            &json!({"reason": "mount_refused", "detail": "server busy"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let establishment = service.wait_for_status(rne, "E2").await;
+    assert_eq!(establishment["error"]["reason"], "mount_refused");
+
+    // Then an operator's retry mounts the same archives again, and this time it works
+    let (status, body) = service
+        .post(
+            &format!("/v1/admin/establishments/{rne}/retry"),
+            &service.operator,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["workflow"], "mounting");
+    let job = service.claim_soon("mount").await;
+    assert_eq!(job["input"]["bases"][0]["file"], "data.zip");
+    let result = json!({"result": {
+        "connection": {"host": "127.0.0.1", "port": 8124, "client_download_url": "http://127.0.0.1/client"},
+        "bases": [{"name": "Principale", "state": "INSTALLED"}],
+    }});
+    // A result that misses a base or names an unknown one is refused first
+    let (status, _) = service
+        .job_call(&job, "succeed", &json!({"result": {
+            "connection": {"host": "127.0.0.1", "port": 8124, "client_download_url": "http://127.0.0.1/client"},
+            "bases": [{"name": "Autre", "state": "INSTALLED"}],
+        }}))
+        .await;
+    assert_eq!(status, 400);
+    let (status, body) = service.job_call(&job, "succeed", &result).await;
+    assert_eq!(status, 200, "{body}");
+    let establishment = service.wait_for_status(rne, "4").await;
+    assert_eq!(establishment["bases"][0]["state"], "INSTALLED");
+    assert_eq!(
+        service.history(rne).await,
+        ["1", "2", "3", "E2", "3", "E2", "3", "4"]
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_operators_listing_pages_with_a_cursor_and_refuses_bad_queries() {
+    let dir = fresh_dir("workflow-listing");
+    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    for rne in ["7200009X", "7200021K", "9710002A"] {
+        service.create(rne).await;
+    }
+
+    // When operators list status 1 two at a time
+    let (status, first) = service
+        .get(
+            "/v1/admin/establishments?status=1&limit=2",
+            &service.operator,
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a cursor").to_owned();
+    let (status, second) = service
+        .get(
+            &format!("/v1/admin/establishments?status=1&limit=2&cursor={cursor}"),
+            &service.operator,
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+
+    // Then every establishment comes once, and the last page says so
+    let mut rnes: Vec<String> = first["items"]
+        .as_array()
+        .into_iter()
+        .chain(second["items"].as_array())
+        .flatten()
+        .map(|item| item["rne"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    rnes.sort();
+    assert_eq!(rnes, ["7200009X", "7200021K", "9710002A"]);
+    assert_eq!(second["next_cursor"], Value::Null);
+
+    // And bad queries are 400, other credentials 403
+    for query in [
+        "",
+        "?status=5",
+        "?status=1&cursor=not-a-cursor",
+        "?status=1&limit=0",
+        "?status=1&x=1",
+    ] {
+        let (status, body) = service
+            .get(
+                &format!("/v1/admin/establishments{query}"),
+                &service.operator,
+            )
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+    let (status, _) = service
+        .get("/v1/admin/establishments?status=1", &service.cyber)
+        .await;
+    assert_eq!(status, 403);
+    service.stop().await;
+}
+
+/// The Step Functions adapter against moto, with state machine execution enabled.
+mod step_functions {
+    use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
+    use bcdi_shared::adapters::step_functions::StepFunctions;
+    use bcdi_shared::domain::Rne;
+    use bcdi_shared::ports::{TaskTokenError, WorkflowKind, WorkflowRun, Workflows};
+    use bcdi_tests::moto;
+    use serde_json::json;
+
+    fn client(endpoint: &str) -> aws_sdk_sfn::Client {
+        let config = aws_sdk_sfn::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-3"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .endpoint_url(endpoint)
+            .build();
+        aws_sdk_sfn::Client::from_conf(config)
+    }
+
+    /// A state machine that waits, so that its executions stay running.
+    async fn state_machine(client: &aws_sdk_sfn::Client) -> String {
+        reqwest::Client::new()
+            .post(format!("{}/moto-api/config", moto::endpoint()))
+            .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
+            .send()
+            .await
+            .expect("moto configured");
+        let definition = json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 600, "End": true}}});
+        client
+            .create_state_machine()
+            .name(moto::unique_table_name("provisioning"))
+            .definition(definition.to_string())
+            .role_arn("arn:aws:iam::123456789012:role/states")
+            .send()
+            .await
+            .expect("a state machine")
+            .state_machine_arn
+    }
+
+    #[tokio::test]
+    async fn a_run_is_started_once_whatever_its_input() {
+        // Given the provisioning state machine
+        let client = client(&moto::endpoint());
+        let arn = state_machine(&client).await;
+        let workflows = StepFunctions::new(client.clone(), arn.clone(), arn.clone());
+        let run = WorkflowRun {
+            kind: WorkflowKind::Provisioning,
+            rne: Rne::parse("0750655E").expect("an RNE"),
+            attempt: 1,
+        };
+
+        // When the same run is started twice, then with another input
+        workflows.start(&run, json!({})).await.expect("started");
+        workflows
+            .start(&run, json!({}))
+            .await
+            .expect("started again");
+        workflows
+            .start(&run, json!({"other": true}))
+            .await
+            .expect("ExecutionAlreadyExists is success");
+
+        // Then one execution runs, named by establishment, kind and attempt, with its input
+        let executions = client
+            .list_executions()
+            .state_machine_arn(&arn)
+            .send()
+            .await
+            .expect("executions")
+            .executions;
+        assert_eq!(executions.len(), 1);
+        assert_eq!(executions[0].name, "0750655E-provisioning-1");
+        let described = client
+            .describe_execution()
+            .execution_arn(&executions[0].execution_arn)
+            .send()
+            .await
+            .expect("described");
+        let input: serde_json::Value =
+            serde_json::from_str(described.input().unwrap_or("{}")).expect("JSON input");
+        assert_eq!(input, json!({"rne": "0750655E", "attempt": 1}));
+    }
+
+    #[tokio::test]
+    async fn callbacks_for_an_unknown_token_say_the_task_is_gone() {
+        let client = client(&moto::endpoint());
+        let arn = state_machine(&client).await;
+        let workflows = StepFunctions::new(client, arn.clone(), arn);
+        let token = "AAAAKgAAAAIAAAAAAAAAAZ1unknown";
+        assert!(matches!(
+            workflows.send_task_success(token, &json!({})).await,
+            Err(TaskTokenError::Gone)
+        ));
+        assert!(matches!(
+            workflows.send_task_failure(token, "JobFailed", "{}").await,
+            Err(TaskTokenError::Gone)
+        ));
+        assert!(matches!(
+            workflows.send_task_heartbeat(token).await,
+            Err(TaskTokenError::Gone)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_engine_is_unavailable_not_gone() {
+        // A loopback port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let client = client(&format!("http://127.0.0.1:{port}"));
+        let workflows = StepFunctions::new(client, "arn".into(), "arn".into());
+        assert!(matches!(
+            workflows.send_task_heartbeat("token").await,
+            Err(TaskTokenError::Unavailable(_))
+        ));
+        let run = WorkflowRun {
+            kind: WorkflowKind::Mounting,
+            rne: Rne::parse("0750655E").expect("an RNE"),
+            attempt: 1,
+        };
+        assert!(workflows.start(&run, json!({})).await.is_err());
+    }
+}
