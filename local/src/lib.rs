@@ -2,6 +2,7 @@
 //! an in-process workflow runner for Step Functions. `bcdi-hosting serve` wires them to the
 //! same handlers the Lambdas run.
 
+pub mod agent;
 pub mod asl;
 pub mod dev_keys;
 pub mod server;

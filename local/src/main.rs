@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use bcdi_hosting::agent::sandbox::{stopping_agent, SandboxAgent};
 use bcdi_hosting::{dev_keys, server, sqlite::SqliteStore, workflows::LocalWorkflows};
 use bcdi_shared::api::App;
 use bcdi_shared::config::Config;
@@ -29,6 +30,8 @@ enum Command {
         #[arg(long, env = "DATA_DIR", default_value = "./.data")]
         data_dir: PathBuf,
     },
+    /// Runs the hosting agent: claims install and mount jobs from the API (docs/agent.md).
+    Agent(bcdi_hosting::agent::cli::AgentArgs),
 }
 
 #[tokio::main]
@@ -37,6 +40,7 @@ async fn main() -> ExitCode {
     telemetry::init(telemetry::Format::from_env(telemetry::Format::Text));
     let result = match cli.command {
         Command::Serve { port, data_dir } => serve(port, data_dir).await,
+        Command::Agent(args) => bcdi_hosting::agent::cli::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,6 +60,11 @@ async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
 
     let cyber_key = dev_key(&data_dir, "cyber", &mut config.cyber_keys)?;
     let operator_key = dev_key(&data_dir, "operator", &mut config.operator_keys)?;
+    // SANDBOX_AGENT=on: the in-process agent has an operator key of its own, never shown.
+    let sandbox = SandboxAgent::from_env(&data_dir)?;
+    if let Some(sandbox) = &sandbox {
+        config.operator_keys.push(sandbox.key_digest());
+    }
     let store =
         SqliteStore::open(&data_dir.join("bcdi.sqlite3")).map_err(|error| error.to_string())?;
     let app = App {
@@ -85,7 +94,16 @@ async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
         );
     }
 
-    server::serve(listener, Arc::new(app), server::shutdown_signal())
+    let sandbox = match sandbox {
+        Some(sandbox) => Some(sandbox.spawn(&base)?),
+        None => None,
+    };
+    if sandbox.is_some() {
+        let sandbox_dir = data_dir.join("sandbox");
+        println!("  sandbox    agent on: installs and mounts in {}", sandbox_dir.display());
+    }
+
+    server::serve(listener, Arc::new(app), stopping_agent(server::shutdown_signal(), sandbox))
         .await
         .map_err(|error| format!("server stopped: {error}"))
 }

@@ -50,7 +50,8 @@ impl Entry {
     }
 
     /// A file whose stored bytes are `compressed_len` zeros and which claims to inflate to
-    /// `uncompressed` bytes with deflate: enough for the check, which never inflates.
+    /// `uncompressed` bytes with deflate: enough for the check, which never inflates. Sizes of
+    /// 4 GiB and more need a ZIP64 archive.
     pub fn claimed(name: &str, compressed_len: usize, uncompressed: u64) -> Self {
         Self {
             method: 8,
