@@ -57,6 +57,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub fields: BTreeMap<String, String>,
+    /// For 405: the methods the path accepts, sent as the `Allow` header.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -65,6 +67,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: BTreeMap::new(),
+            allow: None,
         }
     }
 
@@ -119,6 +122,15 @@ impl ApiError {
             }
             ErrorCode::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            ErrorCode::MethodNotAllowed => {
+                if let Some(allow) = self
+                    .allow
+                    .as_deref()
+                    .and_then(|v| HeaderValue::from_str(v).ok())
+                {
+                    headers.insert(header::ALLOW, allow);
+                }
             }
             _ => {}
         }

@@ -64,11 +64,12 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Matched<'a>, Ap
     if allowed.is_empty() {
         Err(ApiError::not_found("such path"))
     } else {
-        let allowed: Vec<_> = allowed.iter().map(Method::as_str).collect();
-        Err(ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("This path accepts {} only.", allowed.join(", ")),
-        ))
+        let allowed = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        let message = format!("This path accepts {allowed} only.");
+        Err(ApiError {
+            allow: Some(allowed),
+            ..ApiError::new(ErrorCode::MethodNotAllowed, message)
+        })
     }
 }
 
@@ -109,5 +110,6 @@ mod tests {
         assert_eq!(error.code, ErrorCode::NotFound);
         let error = match_route(&Method::DELETE, "/v1/establishments/0750655E").unwrap_err();
         assert_eq!(error.code, ErrorCode::MethodNotAllowed);
+        assert_eq!(error.allow.as_deref(), Some("GET"));
     }
 }
