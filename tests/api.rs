@@ -447,4 +447,5 @@ async fn unknown_paths_are_404_and_wrong_methods_405_in_the_error_shape() {
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET");
 }
