@@ -803,7 +803,10 @@ fn check_parts(
             problems.insert(*part, "is given more than once".to_owned());
         }
     }
-    let last_size = file.size - file.part_size * u64::from(file.part_count - 1);
+    let last_size = file.size.saturating_sub(
+        file.part_size
+            .saturating_mul(u64::from(file.part_count.saturating_sub(1))),
+    );
     let mut parts = Vec::new();
     for number in 1..=file.part_count {
         let key = u64::from(number);
