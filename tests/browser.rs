@@ -409,6 +409,12 @@ impl Browser {
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--no-first-run", "--disable-quic",
                     "--window-size=1100,1700", "--lang=fr-FR",
+                    // The framed page runs in its parent's process, so that the network
+                    // throttling chromedriver sets on the tab applies to it too (an
+                    // out-of-process frame escapes it). Origins, CSP and frame-ancestors are
+                    // unchanged: they do not depend on the process model.
+                    "--disable-site-isolation-trials",
+                    "--disable-features=IsolateOrigins,site-per-process",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             },
@@ -821,7 +827,7 @@ async fn a_school_uploads_three_bases_in_the_frame_resumes_after_a_reload_and_se
         );
 
         // Slow uploads down so that the page can be reloaded in the middle of one.
-        browser.throttle(Some(2 * MIB)).await;
+        browser.throttle(Some(MIB)).await;
         browser.click("#upload").await;
 
         // Wait until storage holds some but not all parts of data.zip, then reload the whole
@@ -1033,8 +1039,8 @@ async fn the_page_loads_in_a_frame_of_an_allowed_origin_and_refuses_any_other() 
             .for_element(Locator::Css("iframe#upload"))
             .await
             .expect("the iframe");
-        // Give the frame time to load or be blocked; then whatever it holds is not the page.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // `goto` returns after the parent's load event, which waits for its frame to be loaded
+        // or blocked: whatever the frame holds now is final.
         browser.client().enter_frame(0).await.expect("the iframe");
         let inside = browser
             .js("return {href: location.href, page: !!document.querySelector('#bcdi-upload')}")

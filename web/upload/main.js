@@ -11,6 +11,8 @@ import Uppy from '@uppy/core'
 import Dashboard from '@uppy/dashboard'
 import fr_FR from '@uppy/locales/lib/fr_FR.js'
 
+import formatBytes from './bytes.js'
+
 import '@uppy/core/css/style.min.css'
 import '@uppy/dashboard/css/style.min.css'
 import './page.css'
@@ -52,18 +54,6 @@ function el(tag, attributes = {}, ...children) {
   }
   for (const child of children) if (child != null) node.append(child)
   return node
-}
-
-function formatBytes(bytes) {
-  const units = ['octets', 'Ko', 'Mo', 'Go', 'To']
-  let value = bytes
-  let unit = 0
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000
-    unit += 1
-  }
-  const digits = unit === 0 || value >= 100 ? 0 : 1
-  return `${value.toLocaleString('fr-FR', { maximumFractionDigits: digits })} ${units[unit]}`
 }
 
 // "15 h 30", in Paris time, as a school reads it.
@@ -424,7 +414,13 @@ function buildUppy() {
     }
   })
 
+  // Uppy reports refused files (restriction-failed) just before the accepted ones (files-added):
+  // an error of the same batch must stay on screen.
+  let refusedInBatch = false
   uppy.on('files-added', (files) => {
+    const keepError = refusedInBatch
+    refusedInBatch = false
+    if (files.length === 0) return
     for (const file of files) {
       const match = interruptedMatch(file)
       const base = match?.base ?? guessBase(file.name)
@@ -435,7 +431,7 @@ function buildUppy() {
         esidocChoice = file.id
       }
     }
-    clearError()
+    if (!keepError) clearError()
     renderSelection()
     const resumed = files.filter((file) => interruptedMatch(file))
     let text = `${plural(files.length, 'archive ajoutée', 'archives ajoutées')} : ${files
@@ -460,6 +456,7 @@ function buildUppy() {
   })
 
   uppy.on('restriction-failed', (file, error) => {
+    refusedInBatch = true
     const name = file?.name ? `${file.name} : ` : ''
     let text = error?.message ?? MESSAGES.refused
     if (limits.max_file_size && file?.size > limits.max_file_size) {
@@ -504,7 +501,7 @@ function buildUppy() {
     }
     refreshSession().catch(() => {})
   })
-  uppy.on('state-update', () => updateSubmit())
+  uppy.on('state-update', () => updateControls())
 }
 
 function limitsNote() {
@@ -651,8 +648,7 @@ function renderSelection() {
   none.checked = esidocChoice == null
   const anyLocked = files.some((file) => serverIdOf.has(file.id))
   none.disabled = anyLocked && files.every((file) => serverIdOf.has(file.id))
-  $('#upload').disabled =
-    sessionExpired || !files.some((file) => !file.progress.uploadStarted || file.error)
+  updateControls()
   if (focused) document.getElementById(focused)?.focus()
 }
 
@@ -683,7 +679,7 @@ function renderServerFiles() {
           class: 'secondary',
           'aria-label': `Supprimer ${file.name} (${file.base})`,
           text: 'Supprimer',
-          disabled: sessionExpired,
+          disabled: sessionExpired || submitted,
           onclick: () => removeReceived(file),
         }),
       ),
@@ -729,6 +725,17 @@ async function removeReceived(file) {
   }
 }
 
+// The buttons follow Uppy's state: "Transférer" while some archive waits to be sent (or failed
+// and can be tried again), "Envoyer" once every archive is received and nothing is under way.
+function updateControls() {
+  const files = uppy?.getFiles() ?? []
+  $('#upload').disabled =
+    sessionExpired ||
+    submitted ||
+    !files.some((file) => !file.progress.uploadStarted || file.error)
+  updateSubmit()
+}
+
 function updateSubmit() {
   const button = $('#submit')
   const hint = $('#submit-hint')
@@ -743,15 +750,19 @@ function updateSubmit() {
   )
   let reason = ''
   if (sessionExpired) reason = MESSAGES.expired
+  else if (submitted) reason = ''
   else if (transferring) reason = 'Attendez la fin des transferts en cours.'
   else if (waiting) reason = 'Des archives choisies ne sont pas encore transférées.'
   else if (interrupted) reason = 'Reprenez ou abandonnez les envois interrompus.'
   else if (complete === 0) reason = "Aucune archive n'a encore été reçue."
-  button.disabled = reason !== '' || submitting
+  button.disabled = reason !== '' || submitting || submitted
   hint.textContent = reason
 }
 
 let submitting = false
+// Once sent, the establishment is in status 3 and takes no archive until mounting ends: the
+// page only shows the outcome (a later visit gets a new session and a fresh page).
+let submitted = false
 
 async function submit() {
   if (submitting) return
@@ -761,6 +772,8 @@ async function submit() {
   announce('Envoi de vos bases…')
   try {
     const answer = await api('POST', 'upload/submit', {}, { context: 'submit' })
+    submitted = true
+    lockAfterSubmit()
     showResult(answer)
     pollStatus()
   } catch (error) {
@@ -770,6 +783,14 @@ async function submit() {
     submitting = false
     updateSubmit()
   }
+}
+
+function lockAfterSubmit() {
+  dashboard?.setOptions({ disabled: true })
+  for (const control of document.querySelectorAll('#bcdi-upload button, #bcdi-upload select, #bcdi-upload input')) {
+    control.disabled = true
+  }
+  updateControls()
 }
 
 function statusSentence(status, timestamp) {
