@@ -190,6 +190,8 @@ mod receiver {
         AlwaysFail,
         /// Processes the first delivery of each id but answers it only after this long.
         AnswerLate(Duration),
+        /// Answers 200 to every delivery after this long.
+        AnswerAfter(Duration),
     }
 
     /// One request as received.
@@ -199,6 +201,8 @@ mod receiver {
         pub timestamp: i64,
         pub signature_valid: bool,
         pub answered: u16,
+        /// Whether another delivery was still being answered when this one arrived.
+        pub overlapped: bool,
         pub headers: HeaderMap,
         pub body: Vec<u8>,
     }
@@ -215,6 +219,8 @@ mod receiver {
         deliveries: Mutex<Vec<Delivery>>,
         /// The events processed, once per id, in order.
         processed: Mutex<Vec<(String, Value)>>,
+        /// Deliveries being answered right now.
+        in_flight: Mutex<usize>,
     }
 
     pub struct Receiver {
@@ -230,6 +236,7 @@ mod receiver {
                 behaviour,
                 deliveries: Mutex::new(Vec::new()),
                 processed: Mutex::new(Vec::new()),
+                in_flight: Mutex::new(0),
             });
             let app = Router::new()
                 .route("/hooks/bcdi", post(receive))
@@ -274,6 +281,11 @@ mod receiver {
                 .to_owned()
         };
         let id = header("webhook-id");
+        let overlapped = {
+            let mut in_flight = inner.in_flight.lock().unwrap();
+            *in_flight += 1;
+            *in_flight > 1
+        };
         let signature_valid = inner.verifier.verify(&body, &headers).is_ok();
         let earlier = inner
             .deliveries
@@ -301,14 +313,16 @@ mod receiver {
             timestamp: header("webhook-timestamp").parse().unwrap_or_default(),
             signature_valid,
             answered: answer.as_u16(),
+            overlapped,
             headers: headers.clone(),
             body: body.to_vec(),
         });
-        if let Behaviour::AnswerLate(delay) = inner.behaviour {
-            if earlier == 0 {
-                tokio::time::sleep(delay).await;
-            }
+        match inner.behaviour {
+            Behaviour::AnswerLate(delay) if earlier == 0 => tokio::time::sleep(delay).await,
+            Behaviour::AnswerAfter(delay) => tokio::time::sleep(delay).await,
+            _ => {}
         }
+        *inner.in_flight.lock().unwrap() -= 1;
         answer
     }
 }
@@ -498,6 +512,41 @@ mod webhooks {
         let round = notifier.deliver_due(100).await.expect("the store answers");
         assert!(round.is_empty(), "{round:?}");
         assert_eq!(receiver.deliveries().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn one_establishments_changes_are_sent_one_after_the_other_in_order() {
+        // Given an establishment with five changes due at once, and a receiver that takes a
+        // moment to answer each webhook
+        let receiver =
+            Receiver::start(SECRET, Behaviour::AnswerAfter(Duration::from_millis(150))).await;
+        let store = Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"));
+        let notifier = Notifier::new(store.clone(), settings(&receiver.url, SECRET, &[])).unwrap();
+        let mut establishment = created_now("7200021K");
+        store.create(&establishment).await.unwrap();
+        for status in [
+            Status::InstallFailed,
+            Status::Installing,
+            Status::InstallFailed,
+            Status::Installing,
+        ] {
+            let change = establishment.transition(status, Instant::now()).unwrap();
+            store.transition(&establishment.rne, &change).await.unwrap();
+            establishment.apply(&change);
+        }
+
+        // When one round sends them
+        let round = notifier.deliver_due(100).await.expect("the store answers");
+
+        // Then they arrived in the order of the history, each after the previous was answered
+        assert_eq!(round.acknowledged, 5, "{round:?}");
+        let deliveries = receiver.deliveries();
+        let seqs: Vec<u64> = deliveries
+            .iter()
+            .filter_map(|d| d.json()["data"]["seq"].as_u64())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert!(deliveries.iter().all(|d| !d.overlapped), "{deliveries:#?}");
     }
 
     #[tokio::test]

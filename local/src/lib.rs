@@ -7,4 +7,5 @@ pub mod asl;
 pub mod dev_keys;
 pub mod server;
 pub mod sqlite;
+pub mod storage;
 pub mod workflows;

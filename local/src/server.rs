@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::routing::any;
 use bcdi_shared::api::{ApiError, App, ErrorCode, RequestId, MAX_BODY_BYTES};
 use bytes::Bytes;
 use http::HeaderValue;
@@ -32,7 +33,27 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let router = axum::Router::new().fallback(handle).with_state(app);
+    serve_with_storage(listener, app, None, shutdown).await
+}
+
+/// Serves `app` as [`serve`] does, and with `storage` (the embedded S3 server) it serves the
+/// API under `/v1` only and storage at every other path: path-style URLs at the root, the
+/// paths their signatures were computed on.
+pub async fn serve_with_storage(
+    listener: TcpListener,
+    app: Arc<App>,
+    storage: Option<axum::Router>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let router = match storage {
+        None => axum::Router::new().fallback(handle).with_state(app),
+        Some(storage) => axum::Router::new()
+            .route("/v1", any(handle))
+            .route("/v1/", any(handle))
+            .route("/v1/{*path}", any(handle))
+            .with_state(app)
+            .fallback_service(storage),
+    };
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 

@@ -22,10 +22,24 @@ pub struct Config {
     pub operator_keys: Vec<Digest>,
     /// `ALLOWED_FRAME_ORIGINS`: origins that may frame the upload page.
     pub allowed_frame_origins: Vec<String>,
+    /// `STORAGE_ORIGIN`: the origin of the presigned part URLs (the bucket's endpoint), which the
+    /// upload page may send to; unset when storage is served on the API's own origin (locally).
+    pub storage_origin: Option<String>,
     /// `INSTALL_ETA_SECONDS`: how long an installation is expected to take.
     pub install_eta: Duration,
     /// `MOUNT_ETA_SECONDS`: how long checking and mounting bases is expected to take.
     pub mount_eta: Duration,
+    /// `INSTALL_TIMEOUT_SECONDS`: an installation not done by then ends in `E1`.
+    pub install_timeout: Duration,
+    /// `MOUNT_TIMEOUT_SECONDS`: a mounting not done by then ends in `E2`.
+    pub mount_timeout: Duration,
+    /// `JOB_HEARTBEAT_TIMEOUT_SECONDS`: a job no agent claimed or heartbeated for this long
+    /// fails its step as a timeout.
+    pub job_heartbeat_timeout: Duration,
+    /// `JOB_LEASE_SECONDS`: how long a claim or a heartbeat holds a job for its agent.
+    pub job_lease: Duration,
+    /// `UPLOAD_*` and `PUBLIC_BASE_URL`: limits and lifetimes of uploads.
+    pub uploads: crate::api::UploadSettings,
 }
 
 impl Config {
@@ -39,8 +53,14 @@ impl Config {
             cyber_keys: digests(&lookup, "CYBER_KEY_SHA256")?,
             operator_keys: digests(&lookup, "OPERATOR_KEY_SHA256")?,
             allowed_frame_origins: list(&lookup, "ALLOWED_FRAME_ORIGINS"),
+            storage_origin: list(&lookup, "STORAGE_ORIGIN").into_iter().next(),
             install_eta: seconds(&lookup, "INSTALL_ETA_SECONDS", 2 * 3600)?,
             mount_eta: seconds(&lookup, "MOUNT_ETA_SECONDS", 3600)?,
+            install_timeout: seconds(&lookup, "INSTALL_TIMEOUT_SECONDS", 4 * 3600)?,
+            mount_timeout: seconds(&lookup, "MOUNT_TIMEOUT_SECONDS", 4 * 3600)?,
+            job_heartbeat_timeout: seconds(&lookup, "JOB_HEARTBEAT_TIMEOUT_SECONDS", 1800)?,
+            job_lease: seconds(&lookup, "JOB_LEASE_SECONDS", 60)?,
+            uploads: crate::api::UploadSettings::from_lookup(&lookup)?,
         })
     }
 }

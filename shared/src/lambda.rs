@@ -1,6 +1,9 @@
 //! The glue between `lambda_http` and the handlers: each function's `main` is one call to
 //! [`run`]. Clients are built once, at init, and shared by every invocation.
 
+pub mod notifications;
+pub mod steps;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -8,6 +11,7 @@ use bytes::Bytes;
 use lambda_http::{service_fn, Body, RequestExt};
 
 use crate::adapters::dynamodb::DynamoDbStore;
+use crate::adapters::s3::S3Storage;
 use crate::adapters::step_functions::StepFunctions;
 use crate::api::{App, Endpoint, RequestId};
 use crate::config::{self, Config};
@@ -15,11 +19,18 @@ use crate::telemetry;
 
 /// Serves one endpoint in the Lambda runtime, with the AWS adapters, until the runtime stops.
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+    run_endpoints(&[endpoint]).await
+}
+
+/// Serves several endpoints from one function (e.g. a page and its assets).
+pub async fn run_endpoints(endpoints: &[Endpoint]) -> Result<(), lambda_http::Error> {
     telemetry::init(telemetry::Format::from_env(telemetry::Format::Json));
     let app = Arc::new(app_from_env().await?);
+    let endpoints: Arc<[Endpoint]> = endpoints.into();
     lambda_http::run(service_fn(move |event: lambda_http::Request| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(handle(&app, endpoint, event).await) }
+        let endpoints = Arc::clone(&endpoints);
+        async move { Ok::<_, Infallible>(handle_endpoints(&app, &endpoints, event).await) }
     }))
     .await
 }
@@ -37,10 +48,15 @@ pub async fn app_from_env() -> Result<App, config::ConfigError> {
         config::required("PROVISIONING_STATE_MACHINE_ARN")?,
         config::required("MOUNTING_STATE_MACHINE_ARN")?,
     );
+    let storage = S3Storage::from_aws_config(&aws, config::required("BUCKET_NAME")?);
+    let store = Arc::new(store);
     Ok(App {
         config,
-        store: Arc::new(store),
+        store: store.clone(),
         workflows: Arc::new(workflows),
+        jobs: store.clone(),
+        uploads: store,
+        storage: Arc::new(storage),
     })
 }
 
@@ -48,6 +64,15 @@ pub async fn app_from_env() -> Result<App, config::ConfigError> {
 pub async fn handle(
     app: &App,
     endpoint: Endpoint,
+    event: lambda_http::Request,
+) -> lambda_http::Response<Body> {
+    handle_endpoints(app, &[endpoint], event).await
+}
+
+/// One invocation of a function that serves `endpoints`.
+pub async fn handle_endpoints(
+    app: &App,
+    endpoints: &[Endpoint],
     event: lambda_http::Request,
 ) -> lambda_http::Response<Body> {
     let request_id = event
@@ -64,7 +89,7 @@ pub async fn handle(
         _ => Bytes::new(),
     };
     let response = app
-        .handle_endpoint(endpoint, http::Request::from_parts(parts, body))
+        .handle_endpoints(endpoints, http::Request::from_parts(parts, body))
         .await;
     let (parts, body) = response.into_parts();
     let body = if body.is_empty() {

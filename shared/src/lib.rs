@@ -10,5 +10,7 @@ pub mod archive;
 pub mod config;
 pub mod domain;
 pub mod lambda;
+pub mod notify;
 pub mod ports;
+pub mod steps;
 pub mod telemetry;

@@ -2,16 +2,22 @@
 //! ports a test needs to watch or break.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bcdi_hosting::server;
 use bcdi_hosting::sqlite::SqliteStore;
+use bcdi_hosting::storage::EmbeddedStorage;
 use bcdi_shared::api::App;
 use bcdi_shared::config::Config;
 use bcdi_shared::domain::Secret;
-use bcdi_shared::ports::{EstablishmentStore, WorkflowError, WorkflowRun, Workflows};
+use bcdi_shared::ports::{
+    EstablishmentStore, Storage, TaskTokenError, UploadStore, WorkflowError, WorkflowRun,
+    Workflows,
+};
 use serde_json::{json, Value};
 
 /// Real codes from public directories (domain.md).
@@ -24,12 +30,18 @@ pub const RNES: [&str; 12] = [
 #[derive(Default)]
 pub struct RecordingWorkflows {
     calls: Mutex<Vec<WorkflowRun>>,
+    inputs: Mutex<Vec<Value>>,
     fail: AtomicBool,
 }
 
 impl RecordingWorkflows {
     pub fn calls(&self) -> Vec<WorkflowRun> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// The input of every start, in order.
+    pub fn inputs(&self) -> Vec<Value> {
+        self.inputs.lock().unwrap().clone()
     }
 
     /// Distinct runs started, as Step Functions would count executions by name.
@@ -44,12 +56,31 @@ impl RecordingWorkflows {
 
 #[async_trait]
 impl Workflows for RecordingWorkflows {
-    async fn start(&self, run: &WorkflowRun, _input: Value) -> Result<(), WorkflowError> {
+    async fn start(&self, run: &WorkflowRun, input: Value) -> Result<(), WorkflowError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(WorkflowError("injected failure".into()));
         }
         self.calls.lock().unwrap().push(run.clone());
+        self.inputs.lock().unwrap().push(input);
         Ok(())
+    }
+
+    // No execution runs here, so no task waits on a token.
+    async fn send_task_success(&self, _token: &str, _output: &Value) -> Result<(), TaskTokenError> {
+        Err(TaskTokenError::Gone)
+    }
+
+    async fn send_task_failure(
+        &self,
+        _token: &str,
+        _error: &str,
+        _cause: &str,
+    ) -> Result<(), TaskTokenError> {
+        Err(TaskTokenError::Gone)
+    }
+
+    async fn send_task_heartbeat(&self, _token: &str) -> Result<(), TaskTokenError> {
+        Err(TaskTokenError::Gone)
     }
 }
 
@@ -62,7 +93,19 @@ pub struct Parts {
 }
 
 impl Parts {
+    /// With uploads kept in an in-memory SQLite store and archives in an embedded storage
+    /// server of their own. Must be called within a Tokio runtime.
     pub fn new(store: Arc<dyn EstablishmentStore>) -> Self {
+        let storage = EmbeddedStorage::spawn(&fresh_dir("storage")).expect("embedded storage");
+        let uploads = Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"));
+        Self::with(store, uploads, storage.storage())
+    }
+
+    pub fn with(
+        store: Arc<dyn EstablishmentStore>,
+        uploads: Arc<dyn UploadStore>,
+        storage: Arc<dyn Storage>,
+    ) -> Self {
         let cyber = Secret::generate("test_cyber");
         let operator = Secret::generate("test_operator");
         let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
@@ -73,6 +116,9 @@ impl Parts {
             config,
             store,
             workflows: workflows.clone(),
+            jobs: Arc::new(SqliteStore::in_memory().expect("in-memory SQLite")),
+            uploads,
+            storage,
         };
         Self {
             app,
@@ -89,6 +135,22 @@ impl Parts {
     }
 }
 
+/// A new, empty directory under the system's temporary directory.
+pub fn fresh_dir(purpose: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!(
+        "bcdi-{purpose}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -96,29 +158,43 @@ pub struct TestApp {
     pub operator_key: String,
     pub workflows: Arc<RecordingWorkflows>,
     pub store: Arc<dyn EstablishmentStore>,
+    pub uploads: Arc<dyn UploadStore>,
+    /// The embedded storage server, on the service's own port as `serve` runs it.
+    pub storage: Arc<dyn Storage>,
 }
 
 impl TestApp {
     /// The service with an in-memory SQLite store.
     pub async fn spawn() -> Self {
-        Self::spawn_with_store(Arc::new(
-            SqliteStore::in_memory().expect("in-memory SQLite"),
-        ))
-        .await
+        let store = Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"));
+        Self::spawn_with(store.clone(), store).await
     }
 
+    /// With `store`, and uploads in an in-memory SQLite store.
     pub async fn spawn_with_store(store: Arc<dyn EstablishmentStore>) -> Self {
+        let uploads = Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"));
+        Self::spawn_with(store, uploads).await
+    }
+
+    /// With `store` and `uploads`, and the embedded storage on the service's port.
+    pub async fn spawn_with(
+        store: Arc<dyn EstablishmentStore>,
+        uploads: Arc<dyn UploadStore>,
+    ) -> Self {
+        let listener = server::bind(0).await.expect("a free loopback port");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let storage =
+            EmbeddedStorage::open(&fresh_dir("storage"), &base).expect("embedded storage");
         let Parts {
             app,
             cyber,
             operator,
             workflows,
-        } = Parts::new(Arc::clone(&store));
-        let listener = server::bind(0).await.expect("a free loopback port");
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(server::serve(
+        } = Parts::with(Arc::clone(&store), Arc::clone(&uploads), storage.storage());
+        tokio::spawn(server::serve_with_storage(
             listener,
             Arc::new(app),
+            Some(storage.router()),
             std::future::pending(),
         ));
         Self {
@@ -128,6 +204,8 @@ impl TestApp {
             operator_key: operator.expose().to_owned(),
             workflows,
             store,
+            uploads,
+            storage: storage.storage(),
         }
     }
 

@@ -421,9 +421,15 @@ impl World {
     }
 }
 
-/// The cases of `endpoint`, each prepared in `world` (which they may change: one world per
-/// case); empty for an endpoint that has none yet.
-pub async fn cases(endpoint: Endpoint, world: &World) -> Vec<Case> {
+/// Case number `variant` of `endpoint`, prepared in `world` (which it may change: one world
+/// per case); `None` past the endpoint's last case, at once for an endpoint without any.
+pub async fn case(endpoint: Endpoint, variant: usize, world: &World) -> Option<Case> {
+    let mut all = cases(endpoint, variant, world).await;
+    (variant < all.len()).then(|| all.swap_remove(variant))
+}
+
+/// Every case of `endpoint`; the preparation is that of case `variant`.
+async fn cases(endpoint: Endpoint, variant: usize, world: &World) -> Vec<Case> {
     let own = &world.own;
     let case = |name, call, success| Case {
         name,
@@ -527,11 +533,20 @@ pub async fn cases(endpoint: Endpoint, world: &World) -> Vec<Case> {
             .body(json!({"parts": [{"part": 1, "etag": own.etag}]})),
             200,
         )],
-        Endpoint::DeleteUploadFile => vec![case(
-            "abort",
-            Call::new(Method::DELETE, format!("/v1/upload/files/{}", own.file)).bearer(&own.token),
-            204,
-        )],
+        Endpoint::DeleteUploadFile => {
+            if variant == 1 {
+                world.complete(own).await;
+                world.faults.reset();
+            }
+            let delete = || {
+                Call::new(Method::DELETE, format!("/v1/upload/files/{}", own.file))
+                    .bearer(&own.token)
+            };
+            vec![
+                case("abort an upload", delete(), 204),
+                case("remove a complete archive", delete(), 204),
+            ]
+        }
         Endpoint::SubmitUpload => {
             world.complete(own).await;
             world.faults.reset();

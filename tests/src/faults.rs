@@ -44,7 +44,8 @@ struct State {
     calls: BTreeMap<Dependency, usize>,
     /// Calls made, in order, for messages: `Table.get`, `Bucket.complete_multipart`…
     trace: Vec<String>,
-    armed: Option<(Dependency, usize)>,
+    /// Each armed dependency, with the call from which it fails.
+    armed: BTreeMap<Dependency, usize>,
 }
 
 impl Faults {
@@ -53,14 +54,18 @@ impl Faults {
     }
 
     /// From now on, `dependency` fails its `from_call`-th call (counting from 0, from the last
-    /// [`Self::reset`]) and every later one.
+    /// [`Self::reset`]) and every later one. Several dependencies may be armed at once.
     pub fn arm(&self, dependency: Dependency, from_call: usize) {
-        self.state.lock().unwrap().armed = Some((dependency, from_call));
+        self.state
+            .lock()
+            .unwrap()
+            .armed
+            .insert(dependency, from_call);
     }
 
     /// Every dependency answers again.
     pub fn heal(&self) {
-        self.state.lock().unwrap().armed = None;
+        self.state.lock().unwrap().armed.clear();
     }
 
     /// Forgets the calls counted so far (not the armed fault).
@@ -92,8 +97,10 @@ impl Faults {
         let count = state.calls.entry(dependency).or_default();
         let index = *count;
         *count += 1;
-        let fails =
-            matches!(state.armed, Some((armed, from)) if armed == dependency && index >= from);
+        let fails = state
+            .armed
+            .get(&dependency)
+            .is_some_and(|from| index >= *from);
         state.trace.push(format!(
             "{dependency:?}.{method}{}",
             if fails { " (failed)" } else { "" }

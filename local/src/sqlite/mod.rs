@@ -2,6 +2,10 @@
 //! does its short work under one connection's lock, in a transaction when it writes more than
 //! one row, so it keeps the same promises as the DynamoDB store.
 
+mod jobs;
+mod notifications;
+mod uploads;
+
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -110,6 +114,9 @@ impl SqliteStore {
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(unavailable)?;
         connection.execute_batch(SCHEMA).map_err(unavailable)?;
+        notifications::migrate(&connection)?;
+        connection.execute_batch(jobs::SCHEMA).map_err(unavailable)?;
+        connection.execute_batch(uploads::SCHEMA).map_err(unavailable)?;
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -414,7 +421,9 @@ fn insert_event(
 ) -> Result<(), StoreError> {
     transaction
         .execute(
-            "INSERT INTO events (rne, seq, status, previous, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            // Every status event is a webhook to deliver, due at once (notifications.rs).
+            "INSERT INTO events (rne, seq, status, previous, at, notify_state, notify_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?5)",
             params![
                 rne.as_str(),
                 event.seq,

@@ -3,7 +3,7 @@
 use http::{header, HeaderMap};
 
 use super::{ApiError, App};
-use crate::domain::{Rne, Secret};
+use crate::domain::{Instant, Rne, Secret};
 
 /// Longer credentials are refused before hashing: ours are under 100 characters.
 const MAX_CREDENTIAL_LEN: usize = 512;
@@ -13,6 +13,9 @@ pub enum Caller {
     Cyber,
     Operator,
     Establishment(Rne),
+    /// A school's upload page, through an upload session of one establishment: may use the
+    /// upload API only.
+    Upload { rne: Rne, expires_at: Instant },
 }
 
 impl App {
@@ -38,6 +41,13 @@ impl App {
         if is_operator {
             return Ok(Caller::Operator);
         }
+        // The prefix of upload tokens is public: branching on it reveals nothing.
+        if presented.starts_with(super::uploads::UPLOAD_TOKEN_PREFIX) {
+            return self
+                .upload_session_caller(&Secret::from_presented(presented))
+                .await?
+                .ok_or_else(ApiError::unauthorized);
+        }
         match self.store.find_by_key(&digest).await? {
             Some(rne) => Ok(Caller::Establishment(rne)),
             None => Err(ApiError::unauthorized()),
@@ -53,7 +63,7 @@ impl Caller {
             Caller::Cyber => Ok(()),
             Caller::Establishment(own) if own == rne => Ok(()),
             Caller::Establishment(_) => Err(ApiError::not_found("establishment")),
-            Caller::Operator => Err(ApiError::forbidden()),
+            Caller::Operator | Caller::Upload { .. } => Err(ApiError::forbidden()),
         }
     }
 

@@ -1,14 +1,18 @@
 //! The HTTP handlers. They take an `http::Request` with its whole body and give an
 //! `http::Response`: the Lambda glue and the local server only convert to and from these.
 
+mod admin;
+mod agent;
 mod auth;
 mod body;
 mod error;
 mod establishments;
 mod messages;
+mod page;
 #[cfg(test)]
 mod openapi_tests;
 mod router;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -20,9 +24,10 @@ pub use auth::Caller;
 pub use body::MAX_BODY_BYTES;
 pub use error::{ApiError, ErrorCode};
 pub use router::{match_route, Endpoint};
+pub use uploads::{UploadSettings, UPLOAD_TOKEN_PREFIX};
 
 use crate::config::Config;
-use crate::ports::{EstablishmentStore, Workflows};
+use crate::ports::{EstablishmentStore, JobStore, Storage, UploadStore, Workflows};
 
 pub type Request = http::Request<Bytes>;
 pub type Response = http::Response<Bytes>;
@@ -40,6 +45,12 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn EstablishmentStore>,
     pub workflows: Arc<dyn Workflows>,
+    /// Upload sessions and the archives uploaded through them.
+    pub uploads: Arc<dyn UploadStore>,
+    /// Where the archives are uploaded to, straight from the browser.
+    pub storage: Arc<dyn Storage>,
+    /// The hosting agent's jobs, with the workflows' task tokens.
+    pub jobs: Arc<dyn JobStore>,
 }
 
 impl App {
@@ -50,10 +61,15 @@ impl App {
 
     /// Answers `endpoint` only, as one Lambda function does; other paths get 404.
     pub async fn handle_endpoint(&self, endpoint: Endpoint, request: Request) -> Response {
-        self.handle_only(Some(endpoint), request).await
+        self.handle_only(Some(&[endpoint]), request).await
     }
 
-    async fn handle_only(&self, only: Option<Endpoint>, request: Request) -> Response {
+    /// Answers `endpoints` only, for a Lambda function that serves several routes.
+    pub async fn handle_endpoints(&self, endpoints: &[Endpoint], request: Request) -> Response {
+        self.handle_only(Some(endpoints), request).await
+    }
+
+    async fn handle_only(&self, only: Option<&[Endpoint]>, request: Request) -> Response {
         let request_id = request
             .extensions()
             .get::<RequestId>()
@@ -85,12 +101,12 @@ impl App {
 
     async fn dispatch(
         &self,
-        only: Option<Endpoint>,
+        only: Option<&[Endpoint]>,
         request: &Request,
     ) -> Result<Response, ApiError> {
         let path = request.uri().path();
         let matched = router::match_route(request.method(), path)?;
-        if only.is_some_and(|only| only != matched.endpoint) {
+        if only.is_some_and(|only| !only.contains(&matched.endpoint)) {
             return Err(ApiError::not_found("such path"));
         }
         tracing::Span::current().record("endpoint", matched.endpoint.name());
@@ -104,6 +120,22 @@ impl App {
             Endpoint::GetEstablishment => self.get_establishment(request, param(0)).await,
             Endpoint::CreateEstablishment => self.create_establishment(request).await,
             Endpoint::GetHistory => self.get_history(request, param(0)).await,
+            Endpoint::UploadPage => Ok(self.upload_page()),
+            Endpoint::UploadAsset => self.upload_asset(param(0)),
+            Endpoint::CreateUploadSession => self.create_upload_session(request, param(0)).await,
+            Endpoint::GetUploadSession => self.get_upload_session(request).await,
+            Endpoint::CreateUploadFile => self.create_upload_file(request).await,
+            Endpoint::CreatePartUrls => self.create_part_urls(request, param(0)).await,
+            Endpoint::ListUploadParts => self.list_upload_parts(request, param(0)).await,
+            Endpoint::CompleteUploadFile => self.complete_upload_file(request, param(0)).await,
+            Endpoint::DeleteUploadFile => self.delete_upload_file(request, param(0)).await,
+            Endpoint::SubmitUpload => self.submit_upload(request).await,
+            Endpoint::ClaimJob => self.claim_job(request).await,
+            Endpoint::HeartbeatJob => self.heartbeat_job(request, param(0)).await,
+            Endpoint::SucceedJob => self.succeed_job(request, param(0)).await,
+            Endpoint::FailJob => self.fail_job(request, param(0)).await,
+            Endpoint::ListEstablishments => self.list_establishments(request).await,
+            Endpoint::RetryEstablishment => self.retry_establishment(request, param(0)).await,
         }
     }
 }

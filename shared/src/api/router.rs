@@ -12,14 +12,46 @@ pub enum Endpoint {
     CreateEstablishment,
     GetHistory,
     OpenApi,
+    UploadPage,
+    UploadAsset,
+    CreateUploadSession,
+    GetUploadSession,
+    CreateUploadFile,
+    CreatePartUrls,
+    ListUploadParts,
+    CompleteUploadFile,
+    DeleteUploadFile,
+    SubmitUpload,
+    ClaimJob,
+    HeartbeatJob,
+    SucceedJob,
+    FailJob,
+    ListEstablishments,
+    RetryEstablishment,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 20] = [
         Endpoint::GetEstablishment,
         Endpoint::CreateEstablishment,
         Endpoint::GetHistory,
         Endpoint::OpenApi,
+        Endpoint::UploadPage,
+        Endpoint::UploadAsset,
+        Endpoint::CreateUploadSession,
+        Endpoint::GetUploadSession,
+        Endpoint::CreateUploadFile,
+        Endpoint::CreatePartUrls,
+        Endpoint::ListUploadParts,
+        Endpoint::CompleteUploadFile,
+        Endpoint::DeleteUploadFile,
+        Endpoint::SubmitUpload,
+        Endpoint::ClaimJob,
+        Endpoint::HeartbeatJob,
+        Endpoint::SucceedJob,
+        Endpoint::FailJob,
+        Endpoint::ListEstablishments,
+        Endpoint::RetryEstablishment,
     ];
 
     /// The method and path template, as in the OpenAPI document and the SAM template.
@@ -29,6 +61,24 @@ impl Endpoint {
             Endpoint::CreateEstablishment => (Method::POST, "/v1/establishments"),
             Endpoint::GetHistory => (Method::GET, "/v1/establishments/{rne}/history"),
             Endpoint::OpenApi => (Method::GET, "/v1/openapi.json"),
+            Endpoint::UploadPage => (Method::GET, "/v1/upload"),
+            Endpoint::UploadAsset => (Method::GET, "/v1/upload/assets/{file}"),
+            Endpoint::CreateUploadSession => {
+                (Method::POST, "/v1/establishments/{rne}/upload-sessions")
+            }
+            Endpoint::GetUploadSession => (Method::GET, "/v1/upload/session"),
+            Endpoint::CreateUploadFile => (Method::POST, "/v1/upload/files"),
+            Endpoint::CreatePartUrls => (Method::POST, "/v1/upload/files/{id}/part-urls"),
+            Endpoint::ListUploadParts => (Method::GET, "/v1/upload/files/{id}/parts"),
+            Endpoint::CompleteUploadFile => (Method::POST, "/v1/upload/files/{id}/complete"),
+            Endpoint::DeleteUploadFile => (Method::DELETE, "/v1/upload/files/{id}"),
+            Endpoint::SubmitUpload => (Method::POST, "/v1/upload/submit"),
+            Endpoint::ClaimJob => (Method::POST, "/v1/agent/jobs/claim"),
+            Endpoint::HeartbeatJob => (Method::POST, "/v1/agent/jobs/{id}/heartbeat"),
+            Endpoint::SucceedJob => (Method::POST, "/v1/agent/jobs/{id}/succeed"),
+            Endpoint::FailJob => (Method::POST, "/v1/agent/jobs/{id}/fail"),
+            Endpoint::ListEstablishments => (Method::GET, "/v1/admin/establishments"),
+            Endpoint::RetryEstablishment => (Method::POST, "/v1/admin/establishments/{rne}/retry"),
         }
     }
 
@@ -39,6 +89,22 @@ impl Endpoint {
             Endpoint::CreateEstablishment => "create_establishment",
             Endpoint::GetHistory => "get_history",
             Endpoint::OpenApi => "openapi",
+            Endpoint::UploadPage => "upload_page",
+            Endpoint::UploadAsset => "upload_asset",
+            Endpoint::CreateUploadSession => "create_upload_session",
+            Endpoint::GetUploadSession => "get_upload_session",
+            Endpoint::CreateUploadFile => "create_upload_file",
+            Endpoint::CreatePartUrls => "create_part_urls",
+            Endpoint::ListUploadParts => "list_upload_parts",
+            Endpoint::CompleteUploadFile => "complete_upload_file",
+            Endpoint::DeleteUploadFile => "delete_upload_file",
+            Endpoint::SubmitUpload => "submit_upload",
+            Endpoint::ClaimJob => "claim_job",
+            Endpoint::HeartbeatJob => "heartbeat_job",
+            Endpoint::SucceedJob => "succeed_job",
+            Endpoint::FailJob => "fail_job",
+            Endpoint::ListEstablishments => "list_establishments",
+            Endpoint::RetryEstablishment => "retry_establishment",
         }
     }
 }
@@ -64,7 +130,11 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Matched<'a>, Ap
     if allowed.is_empty() {
         Err(ApiError::not_found("such path"))
     } else {
-        let allowed = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+        let allowed = allowed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         let message = format!("This path accepts {allowed} only.");
         Err(ApiError {
             allow: Some(allowed),

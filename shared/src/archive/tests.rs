@@ -701,7 +701,7 @@ async fn random_bytes_around_an_end_record_are_refused_without_panic() {
         let at = (rng.next() % (len as u64 + 1)) as usize;
         let mut eocd = vec![0x50, 0x4b, 0x05, 0x06];
         eocd.extend((0..18).map(|_| {
-            if rng.next() % 2 == 0 {
+            if rng.next() & 1 == 0 {
                 0
             } else {
                 rng.next() as u8
@@ -734,4 +734,41 @@ fn limits_come_from_the_environment_with_defaults() {
     })
     .unwrap_err();
     assert_eq!(bad.name, "ARCHIVE_MAX_UNCOMPRESSED_BYTES");
+}
+
+#[tokio::test]
+async fn zz_measure() {
+    let mut archive = Archive::new().with(notices("base/NOTICES.DAT"));
+    for index in 0..99_999 {
+        archive = archive.with(Entry::file(&format!("base/sous-dossier/FICHIER{index:06}.DAT"), b""));
+    }
+    let bytes = archive.build();
+    let source = Counting::new(&bytes);
+    let started = std::time::Instant::now();
+    let summary = check(&source, &limits()).await.unwrap();
+    let reads = source.reads.lock().unwrap().clone();
+    let read_bytes: u64 = reads.iter().map(|(_, len)| len).sum();
+    println!("MEASURE 100k entries: archive {} B, {:?}, reads {}, bytes read {}", bytes.len(), started.elapsed(), summary.reads, read_bytes);
+
+    let originals = [
+        Archive::new().zip64().with(notices("data/NOTICES.DAT")).with(Entry::file("data/EXEMPLAI.DAT", b"exemplaires")).comment(b"c").build(),
+        zipped(&[("NOTICES.DAT", b"n"), ("x/y.dat", b"y")]),
+    ];
+    let mut rng = Rng(7);
+    let started = std::time::Instant::now();
+    let mut outcomes = std::collections::HashMap::new();
+    let mut count = 0;
+    for original in &originals {
+        for _ in 0..100_000 {
+            let mut bytes = original.clone();
+            for _ in 0..1 + rng.next() % 8 {
+                let at = (rng.next() % bytes.len() as u64) as usize;
+                bytes[at] = rng.next() as u8;
+            }
+            let key = match run(&bytes).await { Ok(_) => "ok", Err(ArchiveError::Rejected(r)) => r.reason(), Err(_) => "unavailable" };
+            *outcomes.entry(key).or_insert(0) += 1;
+            count += 1;
+        }
+    }
+    println!("MEASURE mutations: {count} in {:?}: {outcomes:?}", started.elapsed());
 }

@@ -55,6 +55,24 @@ impl Round {
         *self == Round::default()
     }
 
+    fn merge(&mut self, other: Round) {
+        self.acknowledged += other.acknowledged;
+        self.retrying += other.retrying;
+        self.given_up += other.given_up;
+        self.skipped += other.skipped;
+        self.busy += other.busy;
+        self.errors += other.errors;
+    }
+
+    /// A task that panicked: what it did is unknown, and its notifications stay pending.
+    fn panicked() -> Round {
+        tracing::error!("a notification task panicked");
+        Round {
+            errors: 1,
+            ..Round::default()
+        }
+    }
+
     /// Counts the result of one [`Notifier::deliver`].
     pub fn add(&mut self, result: Result<Outcome, StoreError>) {
         match result {
@@ -99,22 +117,43 @@ impl Notifier {
         self.sender.is_some()
     }
 
-    /// Delivers up to `limit` notifications that are due now, several at a time.
+    /// Delivers up to `limit` notifications that are due now: several establishments at a time,
+    /// and each establishment's own notifications one after the other, oldest change first, so
+    /// that a receiver usually gets them in order (retries can still reorder them).
     pub async fn deliver_due(&self, limit: usize) -> Result<Round, StoreError> {
         let due = self.store.due_notifications(Instant::now(), limit).await?;
-        let mut round = Round::default();
-        let mut attempts = JoinSet::new();
+        let mut by_establishment: Vec<Vec<Notification>> = Vec::new();
         for notification in due {
-            if attempts.len() >= CONCURRENCY {
-                if let Some(done) = attempts.join_next().await {
-                    round.add(done.unwrap_or_else(|_| Err(panicked())));
+            match by_establishment
+                .iter_mut()
+                .find(|group| group[0].rne == notification.rne)
+            {
+                Some(group) => group.push(notification),
+                None => by_establishment.push(vec![notification]),
+            }
+        }
+
+        let mut round = Round::default();
+        let mut groups = JoinSet::new();
+        for mut group in by_establishment {
+            group.sort_by_key(|notification| notification.event.seq);
+            if groups.len() >= CONCURRENCY {
+                if let Some(done) = groups.join_next().await {
+                    round.merge(done.unwrap_or_else(|_| Round::panicked()));
                 }
             }
             let notifier = self.clone();
-            attempts.spawn(async move { notifier.deliver(&notification).await });
+            for notification in group {
+                let notifier = notifier.clone();
+                groups.spawn(async move {
+                    let mut round = Round::default();
+                    round.add(notifier.deliver(&notification).await);
+                    round
+                });
+            }
         }
-        while let Some(done) = attempts.join_next().await {
-            round.add(done.unwrap_or_else(|_| Err(panicked())));
+        while let Some(done) = groups.join_next().await {
+            round.merge(done.unwrap_or_else(|_| Round::panicked()));
         }
         Ok(round)
     }
@@ -234,8 +273,4 @@ fn settled(
         Err(StoreError::Conflict) => Ok(Outcome::Busy),
         Err(error) => Err(error),
     }
-}
-
-fn panicked() -> StoreError {
-    StoreError::Unavailable("a notification attempt panicked".to_owned())
 }

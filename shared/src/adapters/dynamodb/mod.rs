@@ -4,11 +4,15 @@
 //! |---|---|---|---|
 //! | establishment | `EST#<rne>` | `EST` | every field, `gsi1pk` = `STATUS#<code>`, `gsi1sk` = `<status_changed_at, 12 digits>#<rne>` |
 //! | key lookup | `KEY#<hex digest>` | `KEY` | `rne` |
-//! | status event | `EST#<rne>` | `EVENT#<seq, 10 digits>` | `status`, `previous` (optional), `at` |
+//! | status event | `EST#<rne>` | `EVENT#<seq, 10 digits>` | `status`, `previous` (optional), `at`; its webhook's delivery (`notifications.rs`) |
 //!
 //! The global secondary index `by_status` (`gsi1pk`, `gsi1sk`) lists establishments by status,
 //! oldest change first, for the operators. Every write that touches more than one item is one
 //! `TransactWriteItems` with conditions, so a key and its lookup entry never disagree.
+
+mod jobs;
+pub mod notifications;
+mod uploads;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -647,6 +651,8 @@ fn event_item(rne: &Rne, event: &StatusEvent) -> HashMap<String, AttributeValue>
     if let Some(previous) = event.previous {
         item.insert("previous".to_owned(), s(previous.code()));
     }
+    // Every status event is a webhook to deliver: the outbox entry is written with it.
+    item.extend(notifications::pending_attributes(rne, event));
     item
 }
 
