@@ -13,7 +13,8 @@ seconds=${2:-15}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 target_dir=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet -p bcdi-hosting --bin bcdi-hosting --example bare_server
+cargo build --release --quiet -p bcdi-hosting --bin bcdi-hosting
+cargo build --release --quiet --manifest-path bench/bare-server/Cargo.toml --target-dir "$target_dir"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() { for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
@@ -30,7 +31,7 @@ PORT=$api_port DATA_DIR=$data_dir CYBER_KEY_SHA256=$digest RUST_LOG=warn \
     "$target_dir/release/bcdi-hosting" serve >/dev/null &
 pids+=($!)
 bare_port=$(free_port)
-PORT=$bare_port "$target_dir/release/examples/bare_server" &
+PORT=$bare_port "$target_dir/release/bare-server" &
 pids+=($!)
 wait_for "http://127.0.0.1:$api_port/v1/openapi.json"
 wait_for "http://127.0.0.1:$bare_port/"
