@@ -233,6 +233,11 @@ impl UploadStore for FaultyTable {
         self.uploads.complete_file(rne, id).await
     }
 
+    async fn reopen_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        self.faults.store("reopen_file")?;
+        self.uploads.reopen_file(rne, id).await
+    }
+
     async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
         self.faults.store("delete_file")?;
         self.uploads.delete_file(rne, id).await

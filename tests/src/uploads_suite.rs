@@ -22,6 +22,7 @@ macro_rules! uploads_suite {
             concurrent_additions_never_pass_the_limit,
             a_taken_file_id_is_refused,
             a_file_is_completed_once,
+            a_complete_file_can_be_reopened_once,
             deleting_a_file_removes_it_and_deleting_an_absent_one_succeeds,
             marking_a_base_for_esidoc_unmarks_the_others,
         );
@@ -227,6 +228,32 @@ pub async fn a_file_is_completed_once(store: Uploads) {
     let again = store.complete_file(&rne("0750655E"), "f").await;
     assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
     let absent = store.complete_file(&rne("0750655E"), "absent").await;
+    assert!(matches!(absent, Err(StoreError::Conflict)), "{absent:?}");
+}
+
+pub async fn a_complete_file_can_be_reopened_once(store: Uploads) {
+    let rne = rne("0750655E");
+    store
+        .add_file(&file("0750655E", "f", 100), 10)
+        .await
+        .expect("added");
+    let uploading = store.reopen_file(&rne, "f").await;
+    assert!(
+        matches!(uploading, Err(StoreError::Conflict)),
+        "{uploading:?}"
+    );
+
+    store.complete_file(&rne, "f").await.expect("completed");
+    store.reopen_file(&rne, "f").await.expect("reopened");
+    let stored = store
+        .file(&rne, "f")
+        .await
+        .expect("answers")
+        .expect("there");
+    assert_eq!(stored.state, FileState::Uploading);
+    let again = store.reopen_file(&rne, "f").await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    let absent = store.reopen_file(&rne, "absent").await;
     assert!(matches!(absent, Err(StoreError::Conflict)), "{absent:?}");
 }
 

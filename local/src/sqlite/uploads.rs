@@ -228,22 +228,11 @@ impl UploadStore for SqliteStore {
     }
 
     async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
-        let connection = self.lock();
-        let changed = connection
-            .execute(
-                "UPDATE upload_files SET state = ?3 WHERE rne = ?1 AND id = ?2 AND state = ?4",
-                params![
-                    rne.as_str(),
-                    id,
-                    FileState::Complete.as_str(),
-                    FileState::Uploading.as_str()
-                ],
-            )
-            .map_err(unavailable)?;
-        if changed == 0 {
-            return Err(StoreError::Conflict);
-        }
-        Ok(())
+        self.set_file_state(rne, id, FileState::Uploading, FileState::Complete)
+    }
+
+    async fn reopen_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        self.set_file_state(rne, id, FileState::Complete, FileState::Uploading)
     }
 
     async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
@@ -254,6 +243,29 @@ impl UploadStore for SqliteStore {
                 params![rne.as_str(), id],
             )
             .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// Moves the file from state `from` to `to`; `Conflict` if it is not in `from`.
+    fn set_file_state(
+        &self,
+        rne: &Rne,
+        id: &str,
+        from: FileState,
+        to: FileState,
+    ) -> Result<(), StoreError> {
+        let connection = self.lock();
+        let changed = connection
+            .execute(
+                "UPDATE upload_files SET state = ?3 WHERE rne = ?1 AND id = ?2 AND state = ?4",
+                params![rne.as_str(), id, to.as_str(), from.as_str()],
+            )
+            .map_err(unavailable)?;
+        if changed == 0 {
+            return Err(StoreError::Conflict);
+        }
         Ok(())
     }
 }

@@ -408,20 +408,29 @@ impl App {
         }
     }
 
-    /// Removes a file from storage, then its record.
+    /// Removes a file: its record, then its upload or archive in storage. The record goes
+    /// first and comes back if storage fails, so a 503 leaves the file as it was. Known
+    /// shortcoming: a crash between the two leaves the bytes in storage, unlisted, until the
+    /// bucket's lifecycle rules remove them.
     async fn remove_file(&self, file: &UploadFile) -> Result<(), ApiError> {
+        self.uploads.delete_file(&file.rne, &file.id).await?;
         let key = file.object_key();
         let removed = match file.state {
             FileState::Uploading => self.storage.abort_multipart(&key, &file.upload_id).await,
             FileState::Complete => self.storage.delete(&key).await,
         };
         match removed {
-            Ok(()) | Err(StorageError::NotFound) => {}
-            Err(error) => return Err(error.into()),
+            Ok(()) | Err(StorageError::NotFound) => {
+                tracing::info!(file = %file.id, state = file.state.as_str(), "upload file removed");
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(undo) = self.uploads.add_file(file, usize::MAX).await {
+                    tracing::error!(file = %file.id, error = %undo, "a file whose removal failed could not be listed again");
+                }
+                Err(error.into())
+            }
         }
-        self.uploads.delete_file(&file.rne, &file.id).await?;
-        tracing::info!(file = %file.id, state = file.state.as_str(), "upload file removed");
-        Ok(())
     }
 
     /// `POST /v1/upload/files/{id}/part-urls`.
@@ -492,21 +501,56 @@ impl App {
         let (rne, _) = self.upload_caller(request.headers()).await?;
         let file = self.own_file(&rne, id).await?;
         let given = parse_completed_parts(request.body())?;
-        if file.state == FileState::Complete {
+        let key = file.object_key();
+        if file.state == FileState::Complete && self.archive_is_stored(&key).await? {
+            // A repeated completion: answered as the first one was.
             return Ok(json(StatusCode::OK, &file_view(&file)));
         }
         self.establishment_accepting_uploads(&rne).await?;
 
-        let key = file.object_key();
-        let stored = self.storage.list_parts(&key, &file.upload_id).await?;
-        let parts = check_parts(&file, &given, &stored)?;
-        self.storage
-            .complete_multipart(&key, &file.upload_id, &parts)
-            .await?;
-        match self.uploads.complete_file(&rne, &file.id).await {
-            // Another request completed it meanwhile: the same outcome.
-            Ok(()) | Err(StoreError::Conflict) => {}
+        let stored = match self.storage.list_parts(&key, &file.upload_id).await {
+            Ok(stored) => stored,
+            // Storage assembled it, but the answer was lost before the record said so.
+            Err(StorageError::NotFound) if self.archive_is_stored(&key).await? => {
+                match self.uploads.complete_file(&rne, &file.id).await {
+                    Ok(()) | Err(StoreError::Conflict) => {}
+                    Err(error) => return Err(error.into()),
+                }
+                let file = UploadFile {
+                    state: FileState::Complete,
+                    ..file
+                };
+                return Ok(json(StatusCode::OK, &file_view(&file)));
+            }
             Err(error) => return Err(error.into()),
+        };
+        let parts = check_parts(&file, &given, &stored)?;
+        // The record first, undone if storage fails: a 503 leaves the file uploading.
+        let marked = match file.state {
+            FileState::Complete => false,
+            FileState::Uploading => match self.uploads.complete_file(&rne, &file.id).await {
+                Ok(()) => true,
+                // Another request is completing it at the same time.
+                Err(StoreError::Conflict) => false,
+                Err(error) => return Err(error.into()),
+            },
+        };
+        if let Err(error) = self
+            .storage
+            .complete_multipart(&key, &file.upload_id, &parts)
+            .await
+        {
+            // The upload is gone because the archive is assembled (a concurrent completion).
+            let done = matches!(error, StorageError::NotFound)
+                && matches!(self.archive_is_stored(&key).await, Ok(true));
+            if !done {
+                if marked {
+                    if let Err(undo) = self.uploads.reopen_file(&rne, &file.id).await {
+                        tracing::error!(file = %file.id, error = %undo, "a file whose completion failed could not be reopened");
+                    }
+                }
+                return Err(error.into());
+            }
         }
         tracing::info!(file = %file.id, size = file.size, "upload complete");
         let file = UploadFile {
@@ -514,6 +558,15 @@ impl App {
             ..file
         };
         Ok(json(StatusCode::OK, &file_view(&file)))
+    }
+
+    /// Whether storage holds the assembled archive at `key`.
+    async fn archive_is_stored(&self, key: &str) -> Result<bool, ApiError> {
+        match self.storage.size(key).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// `DELETE /v1/upload/files/{id}`: aborts the upload, or removes the archive.

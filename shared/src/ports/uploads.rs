@@ -96,6 +96,10 @@ pub trait UploadStore: Send + Sync {
     /// Marks the file complete if it is still uploading; `Conflict` otherwise (or if absent).
     async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError>;
 
+    /// Marks the file uploading again if it is complete; `Conflict` otherwise (or if absent).
+    /// Undoes `complete_file` when storage then fails to assemble the archive.
+    async fn reopen_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError>;
+
     /// Removes the file; removing an absent file succeeds.
     async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError>;
 }

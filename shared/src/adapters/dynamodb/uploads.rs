@@ -238,17 +238,40 @@ impl UploadStore for DynamoDbStore {
     }
 
     async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        self.set_file_state(rne, id, FileState::Uploading, FileState::Complete)
+            .await
+    }
+
+    async fn reopen_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        self.set_file_state(rne, id, FileState::Complete, FileState::Uploading)
+            .await
+    }
+
+    async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        self.delete_file_item(rne, id).await
+    }
+}
+
+impl DynamoDbStore {
+    /// Moves the file from state `from` to `to`; `Conflict` if it is not in `from`.
+    async fn set_file_state(
+        &self,
+        rne: &Rne,
+        id: &str,
+        from: FileState,
+        to: FileState,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(uploads_pk(rne)))
             .key("sk", s(file_sk(id)))
-            .update_expression("SET #state = :complete")
-            .condition_expression("#state = :uploading")
+            .update_expression("SET #state = :to")
+            .condition_expression("#state = :from")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":complete", s(FileState::Complete.as_str()))
-            .expression_attribute_values(":uploading", s(FileState::Uploading.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":from", s(from.as_str()))
             .send()
             .await;
         match result {
@@ -264,7 +287,7 @@ impl UploadStore for DynamoDbStore {
         }
     }
 
-    async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+    async fn delete_file_item(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .key("pk", s(uploads_pk(rne)))
