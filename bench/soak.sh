@@ -7,6 +7,8 @@
 #
 #   bench/soak.sh [seconds=300] [workers=8] [interval=30]
 #
+# BENCH_TARGET_DIR: where the release build goes (default target/bench); BENCH_NO_BUILD=1 runs
+# the binary already there.
 # Loopback only; stops by itself. Exit status 1 if anything was lost or answered 5xx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +18,11 @@ workers=${2:-8}
 interval=${3:-30}
 export CARGO_TARGET_DIR=${BENCH_TARGET_DIR:-$PWD/target/bench}
 
-echo "building bcdi-hosting (release, nice 10) in $CARGO_TARGET_DIR…" >&2
-nice -n 10 cargo build --release --locked --quiet -p bcdi-hosting --bin bcdi-hosting
+# BENCH_NO_BUILD=1 takes the binary already there (a build by someone else, of older sources).
+if [[ -z ${BENCH_NO_BUILD:-} ]]; then
+    echo "building bcdi-hosting (release, nice 10) in $CARGO_TARGET_DIR…" >&2
+    nice -n 10 cargo build --release --locked --quiet -p bcdi-hosting --bin bcdi-hosting
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 data_dir=$(mktemp -d "${TMPDIR:-/tmp}/bcdi-soak.XXXXXX")
@@ -37,6 +42,7 @@ PORT=$port DATA_DIR=$data_dir SANDBOX_AGENT=off RUST_LOG=warn NO_COLOR=1 \
     "$CARGO_TARGET_DIR/release/bcdi-hosting" serve >"$data_dir/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do
+    kill -0 "$server_pid" 2>/dev/null || { cat "$data_dir/server.log" >&2; exit 1; }
     curl -fs -o /dev/null "http://127.0.0.1:$port/v1/openapi.json" && break
     sleep 0.1
 done

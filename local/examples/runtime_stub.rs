@@ -305,7 +305,8 @@ async fn measure(
                         result.outcome = format!("error {}", error_type(&body));
                         break;
                     }
-                    Seen::InitError(_, body) => {
+                    Seen::InitError(at, body) => {
+                        result.first_response = Some(at - started);
                         result.outcome = format!("init error {}", error_type(&body));
                         break;
                     }
