@@ -143,14 +143,13 @@ impl Notifier {
                 }
             }
             let notifier = self.clone();
-            for notification in group {
-                let notifier = notifier.clone();
-                groups.spawn(async move {
-                    let mut round = Round::default();
-                    round.add(notifier.deliver(&notification).await);
-                    round
-                });
-            }
+            groups.spawn(async move {
+                let mut round = Round::default();
+                for notification in &group {
+                    round.add(notifier.deliver(notification).await);
+                }
+                round
+            });
         }
         while let Some(done) = groups.join_next().await {
             round.merge(done.unwrap_or_else(|_| Round::panicked()));
