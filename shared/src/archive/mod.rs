@@ -20,8 +20,8 @@ pub use source::{LocalFile, RangeSource, SourceError, StorageObject};
 
 use crate::config::ConfigError;
 
-/// The central directory is read in chunks of this size: three reads for a directory of 100 000
-/// entries (about 11 MB), and never more memory than this plus one record.
+/// The central directory is read in chunks of this size: after the tail, three more reads for a
+/// directory of 100 000 entries (about 11 MB), and never more memory than this plus one record.
 const CHUNK_LEN: u64 = 4 * 1024 * 1024;
 
 /// Compression methods a BCDI server's host can inflate: stored and deflate, what Windows'
