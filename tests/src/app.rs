@@ -135,20 +135,44 @@ impl Parts {
     }
 }
 
-/// A new, empty directory under the system's temporary directory.
+/// A new, empty directory under the system's temporary directory, in one directory per test
+/// process (`bcdi-tests/<pid>`). The first call of a process removes those of processes that
+/// have ended, so test runs do not pile archives up in the temporary directory.
 pub fn fresh_dir(purpose: &str) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let root = std::env::temp_dir().join("bcdi-tests");
+    SWEPT.call_once(|| remove_dirs_of_ended_processes(&root));
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())
         .unwrap_or_default();
-    let dir = std::env::temp_dir().join(format!(
-        "bcdi-{purpose}-{}-{nanos}-{}",
-        std::process::id(),
+    let dir = root.join(std::process::id().to_string()).join(format!(
+        "{purpose}-{nanos}-{}",
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     dir
+}
+
+/// Removes `root/<pid>` for every pid that no longer runs (Linux: no `/proc/<pid>`).
+fn remove_dirs_of_ended_processes(root: &std::path::Path) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let running = std::path::Path::new("/proc").join(pid.to_string()).exists();
+        if !running && pid != std::process::id() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 pub struct TestApp {
