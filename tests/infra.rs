@@ -82,7 +82,10 @@ fn resources(template: &Value) -> &Map<String, Value> {
     template["Resources"].as_object().expect("Resources")
 }
 
-fn of_type<'a>(template: &'a Value, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> {
+fn of_type<'a>(
+    template: &'a Value,
+    kind: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Value)> {
     resources(template)
         .iter()
         .filter(move |(_, resource)| resource["Type"] == kind)
@@ -99,10 +102,7 @@ fn function_property<'a>(template: &'a Value, function: &'a Value, name: &str) -
 /// The environment of a function: `Globals` merged with its own, as SAM does.
 fn environment(template: &Value, function: &Value) -> BTreeMap<String, Value> {
     let mut variables = BTreeMap::new();
-    for source in [
-        &template["Globals"]["Function"],
-        &function["Properties"],
-    ] {
+    for source in [&template["Globals"]["Function"], &function["Properties"]] {
         if let Some(own) = source["Environment"]["Variables"].as_object() {
             for (name, value) in own {
                 variables.insert(name.clone(), value.clone());
@@ -229,16 +229,23 @@ fn every_lambda_binary_is_a_function_of_the_template_and_every_function_a_binary
             continue;
         };
         if function["Metadata"]["BuildMethod"] != "rust-cargolambda" {
-            problems.push(format!("{id}: Metadata.BuildMethod is not rust-cargolambda"));
+            problems.push(format!(
+                "{id}: Metadata.BuildMethod is not rust-cargolambda"
+            ));
         }
         if !binaries.contains_key(binary) {
             problems.push(format!("{id}: binary {binary} is not in functions/src/bin"));
         }
         if *id != logical_id(binary) {
-            problems.push(format!("{id}: the function of {binary} is named {}", logical_id(binary)));
+            problems.push(format!(
+                "{id}: the function of {binary} is named {}",
+                logical_id(binary)
+            ));
         }
         if function_property(&template, function, "CodeUri") != "functions/" {
-            problems.push(format!("{id}: CodeUri is not functions/ (the crate of the binaries)"));
+            problems.push(format!(
+                "{id}: CodeUri is not functions/ (the crate of the binaries)"
+            ));
         }
         for (property, wanted) in [
             ("Runtime", json!("provided.al2023")),
@@ -287,7 +294,10 @@ fn every_endpoint_is_routed_to_the_one_function_that_serves_it() {
         let id = logical_id(&binary);
         let endpoints = endpoints_in(&source);
         for endpoint in &endpoints {
-            served.entry(format!("{endpoint:?}")).or_default().push(binary.clone());
+            served
+                .entry(format!("{endpoint:?}"))
+                .or_default()
+                .push(binary.clone());
         }
         let wanted: BTreeSet<(String, String)> = endpoints
             .iter()
@@ -301,7 +311,11 @@ fn every_endpoint_is_routed_to_the_one_function_that_serves_it() {
             continue; // reported by the test above
         };
         let mut routed = BTreeSet::new();
-        for (name, event) in function["Properties"]["Events"].as_object().into_iter().flatten() {
+        for (name, event) in function["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
             if event["Type"] != "HttpApi" {
                 continue;
             }
@@ -310,17 +324,26 @@ fn every_endpoint_is_routed_to_the_one_function_that_serves_it() {
                 problems.push(format!("{id}.Events.{name}: ApiId is not !Ref Api"));
             }
             if properties["PayloadFormatVersion"] != "2.0" {
-                problems.push(format!("{id}.Events.{name}: PayloadFormatVersion is not \"2.0\""));
+                problems.push(format!(
+                    "{id}.Events.{name}: PayloadFormatVersion is not \"2.0\""
+                ));
             }
-            let method = properties["Method"].as_str().unwrap_or_default().to_uppercase();
+            let method = properties["Method"]
+                .as_str()
+                .unwrap_or_default()
+                .to_uppercase();
             let path = properties["Path"].as_str().unwrap_or_default().to_owned();
             routed.insert((method, path));
         }
         for (method, path) in wanted.difference(&routed) {
-            problems.push(format!("{id}: serves {method} {path} but has no HttpApi event for it"));
+            problems.push(format!(
+                "{id}: serves {method} {path} but has no HttpApi event for it"
+            ));
         }
         for (method, path) in routed.difference(&wanted) {
-            problems.push(format!("{id}: routes {method} {path}, an endpoint it does not serve"));
+            problems.push(format!(
+                "{id}: routes {method} {path}, an endpoint it does not serve"
+            ));
         }
     }
     for endpoint in Endpoint::ALL {
@@ -395,13 +418,19 @@ fn every_task_of_the_state_machines_is_a_function_of_the_template() {
         }
         for name in substitutions.keys() {
             if !wanted.contains(name) {
-                problems.push(format!("{id}: DefinitionSubstitutions.{name} is not used by {relative}"));
+                problems.push(format!(
+                    "{id}: DefinitionSubstitutions.{name} is not used by {relative}"
+                ));
             }
         }
 
         // The machine may invoke exactly its task functions, and do nothing else.
         let mut invoked = BTreeSet::new();
-        for policy in machine["Properties"]["Policies"].as_array().into_iter().flatten() {
+        for policy in machine["Properties"]["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             for statement in policy["Statement"].as_array().into_iter().flatten() {
                 let actions = match &statement["Action"] {
                     Value::String(action) => vec![action.clone()],
@@ -411,11 +440,16 @@ fn every_task_of_the_state_machines_is_a_function_of_the_template() {
                         .collect(),
                     _ => Vec::new(),
                 };
-                if !actions.iter().any(|action| action == "lambda:InvokeFunction") {
+                if !actions
+                    .iter()
+                    .any(|action| action == "lambda:InvokeFunction")
+                {
                     continue;
                 }
                 if actions.len() != 1 {
-                    problems.push(format!("{id}: a statement allows more than lambda:InvokeFunction"));
+                    problems.push(format!(
+                        "{id}: a statement allows more than lambda:InvokeFunction"
+                    ));
                 }
                 let resources = match &statement["Resource"] {
                     Value::Array(items) => items.clone(),
@@ -440,9 +474,13 @@ fn every_task_of_the_state_machines_is_a_function_of_the_template() {
         }
     }
     for (id, machine) in &machines {
-        let uri = machine["Properties"]["DefinitionUri"].as_str().unwrap_or_default();
+        let uri = machine["Properties"]["DefinitionUri"]
+            .as_str()
+            .unwrap_or_default();
         if !files.iter().any(|file| file.ends_with(uri)) {
-            problems.push(format!("{id}: DefinitionUri {uri} is not an infra/statemachines/*.asl.json"));
+            problems.push(format!(
+                "{id}: DefinitionUri {uri} is not an infra/statemachines/*.asl.json"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -491,16 +529,19 @@ fn resolve(template: &Value, value: &Value) -> Result<String, String> {
                     .iter()
                     .find(|(sample, _)| *sample == name)
                     .map(|(_, value)| (*value).to_owned())
-                    .ok_or(format!("parameter {name} has no default: add a sample to this test"));
+                    .ok_or(format!(
+                        "parameter {name} has no default: add a sample to this test"
+                    ));
             }
             if resources(template).contains_key(name) {
                 return Ok(format!("arn:aws:test:eu-west-3:123456789012:{name}"));
             }
             Err(format!("!Ref {name} names nothing"))
         }
-        Value::Object(object) if object.contains_key("Fn::GetAtt") => {
-            Ok(format!("arn:aws:test:eu-west-3:123456789012:{}", object["Fn::GetAtt"][0]))
-        }
+        Value::Object(object) if object.contains_key("Fn::GetAtt") => Ok(format!(
+            "arn:aws:test:eu-west-3:123456789012:{}",
+            object["Fn::GetAtt"][0]
+        )),
         Value::Object(object) if object.contains_key("Fn::Sub") => {
             let text = object["Fn::Sub"].as_str().ok_or("a !Sub with variables")?;
             let mut resolved = String::new();
@@ -570,10 +611,14 @@ async fn every_function_is_given_exactly_the_environment_it_reads() {
         }
         let set: BTreeSet<String> = values.keys().cloned().collect();
         for name in read.difference(&set) {
-            problems.push(format!("{id} ({binary}): reads {name}, which the template does not set"));
+            problems.push(format!(
+                "{id} ({binary}): reads {name}, which the template does not set"
+            ));
         }
         for name in set.difference(&read) {
-            problems.push(format!("{id} ({binary}): the template sets {name}, which it never reads"));
+            problems.push(format!(
+                "{id} ({binary}): the template sets {name}, which it never reads"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -688,11 +733,22 @@ async fn the_table_is_the_one_the_dynamodb_store_creates() {
         .map(|(_, table)| &table["Properties"])
         .next()
         .expect("a DynamoDB table in the template");
-    let mut declared = table["AttributeDefinitions"].as_array().cloned().unwrap_or_default();
+    let mut declared = table["AttributeDefinitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     declared.sort_by_key(|a| a.to_string());
     assert_eq!(declared, attributes, "AttributeDefinitions");
-    assert_eq!(table["KeySchema"], keys(described.key_schema()), "KeySchema");
-    assert_eq!(table["GlobalSecondaryIndexes"], json!(indexes), "GlobalSecondaryIndexes");
+    assert_eq!(
+        table["KeySchema"],
+        keys(described.key_schema()),
+        "KeySchema"
+    );
+    assert_eq!(
+        table["GlobalSecondaryIndexes"],
+        json!(indexes),
+        "GlobalSecondaryIndexes"
+    );
     assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
     assert!(table["LocalSecondaryIndexes"].is_null());
 }
@@ -701,7 +757,9 @@ async fn the_table_is_the_one_the_dynamodb_store_creates() {
 #[test]
 fn the_table_expires_items_by_an_attribute_the_adapters_write() {
     let template = template();
-    let (_, table) = of_type(&template, "AWS::DynamoDB::Table").next().expect("a table");
+    let (_, table) = of_type(&template, "AWS::DynamoDB::Table")
+        .next()
+        .expect("a table");
     let ttl = &table["Properties"]["TimeToLiveSpecification"];
     assert_eq!(ttl["Enabled"], true);
     let attribute = ttl["AttributeName"].as_str().expect("a TTL attribute");
@@ -711,7 +769,10 @@ fn the_table_expires_items_by_an_attribute_the_adapters_write() {
         .expect("the DynamoDB adapters")
         .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
         .any(|text| text.contains(&quoted));
-    assert!(written, "no DynamoDB adapter writes {quoted}, the table's TTL attribute");
+    assert!(
+        written,
+        "no DynamoDB adapter writes {quoted}, the table's TTL attribute"
+    );
 }
 
 /// Every `Ref`, `GetAtt` and `${…}` names a parameter, a resource or a pseudo parameter (cfn-lint
@@ -720,7 +781,13 @@ fn the_table_expires_items_by_an_attribute_the_adapters_write() {
 fn every_reference_of_the_template_names_something() {
     let template = template();
     let mut known: BTreeSet<String> = resources(&template).keys().cloned().collect();
-    known.extend(template["Parameters"].as_object().into_iter().flatten().map(|(k, _)| k.clone()));
+    known.extend(
+        template["Parameters"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone()),
+    );
     let mut problems = Vec::new();
     let mut check = |name: &str, at: &str| {
         let base = name.split('.').next().unwrap_or_default();
@@ -793,13 +860,20 @@ fn the_template_has_no_circular_dependency() {
             Value::String(name) => {
                 names.insert(name.clone());
             }
-            Value::Array(list) => names.extend(list.iter().filter_map(|n| n.as_str().map(str::to_owned))),
+            Value::Array(list) => {
+                names.extend(list.iter().filter_map(|n| n.as_str().map(str::to_owned)))
+            }
             _ => {}
         }
         // A function's event is the source's business (the API's routes), not the function's.
         names.retain(|name| name != id && resources.contains_key(name));
         if resource["Type"] == FUNCTION {
-            for event in resource["Properties"]["Events"].as_object().into_iter().flatten().map(|(_, e)| e) {
+            for event in resource["Properties"]["Events"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, e)| e)
+            {
                 if let Some(api) = event["Properties"]["ApiId"]["Ref"].as_str() {
                     names.remove(api);
                     edges.entry(api.to_owned()).or_default().insert(id.clone());
@@ -862,13 +936,18 @@ fn collect_references(value: &Value, names: &mut BTreeSet<String>) {
                         for name in placeholders(parts[0].as_str().unwrap_or_default()) {
                             names.insert(name.split('.').next().unwrap_or_default().to_owned());
                         }
-                        parts.iter().skip(1).for_each(|part| collect_references(part, names));
+                        parts
+                            .iter()
+                            .skip(1)
+                            .for_each(|part| collect_references(part, names));
                     }
                     _ => collect_references(inner, names),
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|item| collect_references(item, names)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| collect_references(item, names)),
         _ => {}
     }
 }
@@ -893,7 +972,9 @@ fn every_metric_filter_matches_a_message_the_code_logs() {
     let mut problems = Vec::new();
     let filters: Vec<_> = of_type(&template, "AWS::Logs::MetricFilter").collect();
     for (id, filter) in &filters {
-        let pattern = filter["Properties"]["FilterPattern"].as_str().unwrap_or_default();
+        let pattern = filter["Properties"]["FilterPattern"]
+            .as_str()
+            .unwrap_or_default();
         let messages: Vec<&str> = pattern
             .split("$.message = \"")
             .skip(1)
