@@ -14,8 +14,22 @@ use libfuzzer_sys::fuzz_target;
 
 /// Pieces names are made of: what path attacks and BCDI bases are made of.
 const PIECES: [&str; 16] = [
-    "data", "NOTICES.DAT", "notices.dat", "..", ".", "/", "\\", "C:", "CON", "a.", "b ", "é",
-    "travperso", "Sauvegarde", "x:y", "\u{1}",
+    "data",
+    "NOTICES.DAT",
+    "notices.dat",
+    "..",
+    ".",
+    "/",
+    "\\",
+    "C:",
+    "CON",
+    "a.",
+    "b ",
+    "é",
+    "travperso",
+    "Sauvegarde",
+    "x:y",
+    "\u{1}",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -60,7 +74,8 @@ fuzz_target!(|input: Input| {
             _ => u16::from(fuzzed.method),
         });
         // Encryption (bit 0) and the data descriptor (bit 3) matter; the UTF-8 bit is kept.
-        entry = entry.flags((entry.flags & (1 << 11)) | (fuzzed.flags & 0b1001));
+        let utf8_flag = entry.flags & (1 << 11);
+        entry = entry.flags(utf8_flag | (fuzzed.flags & 0b1001));
         if let Some(mode) = fuzzed.unix_mode {
             entry = entry.unix_mode(mode);
         }
