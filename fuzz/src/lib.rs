@@ -32,7 +32,9 @@ impl RangeSource for StrictSource<'_> {
     }
 
     async fn read(&self, start: u64, len: u64) -> Result<Vec<u8>, SourceError> {
-        let end = start.checked_add(len).expect("a range that does not overflow");
+        let end = start
+            .checked_add(len)
+            .expect("a range that does not overflow");
         assert!(
             end <= self.bytes.len() as u64,
             "read {start}..{end} of a {}-byte archive",
@@ -72,12 +74,18 @@ pub fn scan_and_check(bytes: &[u8], limits: &ArchiveLimits) {
             assert!(summary.uncompressed_bytes <= limits.max_uncompressed_bytes);
             assert_eq!(summary.archive_bytes, bytes.len() as u64);
             let notices = summary.notices_path.rsplit('/').next().unwrap_or_default();
-            assert!(notices.eq_ignore_ascii_case(archive::NOTICES_DAT), "{summary:?}");
+            assert!(
+                notices.eq_ignore_ascii_case(archive::NOTICES_DAT),
+                "{summary:?}"
+            );
 
             let mut keys = std::collections::HashSet::new();
             for entry in &scan.entries {
                 let path = entry.path.as_str();
-                assert!(!path.is_empty() && path.len() <= names::MAX_NAME_BYTES, "{path:?}");
+                assert!(
+                    !path.is_empty() && path.len() <= names::MAX_NAME_BYTES,
+                    "{path:?}"
+                );
                 assert!(entry.path.depth() <= names::MAX_DEPTH, "{path:?}");
                 for component in entry.path.components() {
                     // Nothing that climbs out of, or jumps from, the extraction directory, on
@@ -91,7 +99,10 @@ pub fn scan_and_check(bytes: &[u8], limits: &ArchiveLimits) {
                     );
                     assert!(!component.ends_with(['.', ' ']), "{path:?}");
                 }
-                assert!(keys.insert(entry.path.key()), "two entries are one file: {path:?}");
+                assert!(
+                    keys.insert(entry.path.key()),
+                    "two entries are one file: {path:?}"
+                );
                 assert!(entry.uncompressed <= summary.uncompressed_bytes || entry.is_dir);
             }
         }
