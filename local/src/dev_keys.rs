@@ -21,7 +21,11 @@ pub fn load_or_generate(data_dir: &Path, name: &str) -> io::Result<DevKey> {
     match fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {
             let secret = Secret::from_presented(text.trim());
-            Ok(DevKey { path, secret, generated: false })
+            Ok(DevKey {
+                path,
+                secret,
+                generated: false,
+            })
         }
         Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
         _ => {
@@ -34,7 +38,11 @@ pub fn load_or_generate(data_dir: &Path, name: &str) -> io::Result<DevKey> {
             let mut file = options.open(&path)?;
             file.write_all(secret.expose().as_bytes())?;
             file.write_all(b"\n")?;
-            Ok(DevKey { path, secret, generated: true })
+            Ok(DevKey {
+                path,
+                secret,
+                generated: true,
+            })
         }
     }
 }

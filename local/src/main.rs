@@ -9,10 +9,10 @@ use bcdi_hosting::storage::{EmbeddedStorage, LOCAL_BUCKET};
 use bcdi_hosting::{dev_keys, server, sqlite::SqliteStore, workflows::LocalWorkflows};
 use bcdi_shared::api::App;
 use bcdi_shared::archive::ArchiveLimits;
-use bcdi_shared::steps::Steps;
 use bcdi_shared::config::Config;
-use bcdi_shared::notify::{NotificationSettings, Notifier};
 use bcdi_shared::domain::Digest;
+use bcdi_shared::notify::{NotificationSettings, Notifier};
+use bcdi_shared::steps::Steps;
 use bcdi_shared::telemetry;
 use clap::{Parser, Subcommand};
 
@@ -130,7 +130,10 @@ async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
     };
     if sandbox.is_some() {
         let sandbox_dir = data_dir.join("sandbox");
-        println!("  sandbox    agent on: installs and mounts in {}", sandbox_dir.display());
+        println!(
+            "  sandbox    agent on: installs and mounts in {}",
+            sandbox_dir.display()
+        );
     }
 
     server::serve_with_storage(
@@ -140,7 +143,7 @@ async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
         stopping_agent(server::shutdown_signal(), sandbox),
     )
     .await
-        .map_err(|error| format!("server stopped: {error}"))
+    .map_err(|error| format!("server stopped: {error}"))
 }
 
 /// The development key `name` when no digest is configured for it: kept in `data_dir`.

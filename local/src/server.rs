@@ -17,14 +17,16 @@ use tokio::net::TcpListener;
 /// Binds `127.0.0.1:port`, saying plainly when the port is taken.
 pub async fn bind(port: u16) -> Result<TcpListener, String> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    TcpListener::bind(address).await.map_err(|error| match error.kind() {
-        io::ErrorKind::AddrInUse => format!(
-            "port {port} on 127.0.0.1 is already in use: stop the program that holds it, \
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::AddrInUse => format!(
+                "port {port} on 127.0.0.1 is already in use: stop the program that holds it, \
              or choose another port with PORT={}",
-            port.wrapping_add(1)
-        ),
-        _ => format!("cannot listen on {address}: {error}"),
-    })
+                port.wrapping_add(1)
+            ),
+            _ => format!("cannot listen on {address}: {error}"),
+        })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests under way.
@@ -54,10 +56,15 @@ pub async fn serve_with_storage(
             .with_state(app)
             .fallback_service(storage),
     };
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
-async fn handle(State(app): State<Arc<App>>, request: axum::extract::Request) -> http::Response<Body> {
+async fn handle(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+) -> http::Response<Body> {
     let request_id = new_request_id();
     let (mut parts, body) = request.into_parts();
 

@@ -15,8 +15,7 @@ use bcdi_shared::api::App;
 use bcdi_shared::config::Config;
 use bcdi_shared::domain::Secret;
 use bcdi_shared::ports::{
-    EstablishmentStore, Storage, TaskTokenError, UploadStore, WorkflowError, WorkflowRun,
-    Workflows,
+    EstablishmentStore, Storage, TaskTokenError, UploadStore, WorkflowError, WorkflowRun, Workflows,
 };
 use serde_json::{json, Value};
 

@@ -115,8 +115,12 @@ impl SqliteStore {
             .map_err(unavailable)?;
         connection.execute_batch(SCHEMA).map_err(unavailable)?;
         notifications::migrate(&connection)?;
-        connection.execute_batch(jobs::SCHEMA).map_err(unavailable)?;
-        connection.execute_batch(uploads::SCHEMA).map_err(unavailable)?;
+        connection
+            .execute_batch(jobs::SCHEMA)
+            .map_err(unavailable)?;
+        connection
+            .execute_batch(uploads::SCHEMA)
+            .map_err(unavailable)?;
         Ok(Self {
             connection: Mutex::new(connection),
         })

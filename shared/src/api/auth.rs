@@ -15,7 +15,10 @@ pub enum Caller {
     Establishment(Rne),
     /// A school's upload page, through an upload session of one establishment: may use the
     /// upload API only.
-    Upload { rne: Rne, expires_at: Instant },
+    Upload {
+        rne: Rne,
+        expires_at: Instant,
+    },
 }
 
 impl App {

@@ -8,9 +8,9 @@ mod body;
 mod error;
 mod establishments;
 mod messages;
-mod page;
 #[cfg(test)]
 mod openapi_tests;
+mod page;
 mod router;
 mod uploads;
 
