@@ -19,15 +19,11 @@ use axum::response::{IntoResponse, Response};
 use bcdi_hosting::agent::sandbox::Sandbox;
 use bcdi_hosting::agent::{Agent, AgentConfig, Commands, Handled, ShellCommands};
 use bcdi_hosting::server;
-use bcdi_hosting::sqlite::SqliteStore;
-use bcdi_hosting::storage::EmbeddedStorage;
-use bcdi_hosting::workflows::LocalWorkflows;
-use bcdi_shared::api::App;
+use bcdi_hosting::service::{self, LocalService};
 use bcdi_shared::archive::craft::{Archive, Entry};
 use bcdi_shared::archive::ArchiveLimits;
 use bcdi_shared::config::Config;
 use bcdi_shared::domain::{Instant, Secret};
-use bcdi_shared::steps::Steps;
 use bcdi_tests::app::{fresh_dir, read};
 use serde_json::{json, Value};
 
@@ -87,32 +83,16 @@ impl Service {
         let dir = fresh_dir("agent-service");
         let listener = server::bind(0).await.expect("a free loopback port");
         let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let storage = EmbeddedStorage::open(&dir.join("storage"), &base).expect("storage");
-        let store = Arc::new(SqliteStore::open(&dir.join("bcdi.sqlite3")).expect("the store"));
         let cyber = Secret::generate("test_cyber");
         let operator = Secret::generate("test_operator");
         let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
         config.cyber_keys = vec![cyber.digest()];
         config.operator_keys = vec![operator.digest()];
         config.job_lease = Duration::from_secs(lease);
-        let steps = Steps {
-            config: config.clone(),
-            archive_limits: ArchiveLimits::default(),
-            store: store.clone(),
-            jobs: store.clone(),
-            storage: storage.storage(),
-        };
-        let workflows = LocalWorkflows::open(&dir.join("workflows.sqlite3"), Arc::new(steps))
-            .await
-            .expect("the workflows open");
-        let app = App {
-            config,
-            store: store.clone(),
-            workflows: Arc::new(workflows),
-            jobs: store.clone(),
-            uploads: store,
-            storage: storage.storage(),
-        };
+        let LocalService { app, storage, .. } =
+            service::assemble(&dir, &base, config, ArchiveLimits::default())
+                .await
+                .expect("the service assembles");
         tokio::spawn(server::serve_with_storage(
             listener,
             Arc::new(app),

@@ -10,14 +10,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bcdi_hosting::server;
-use bcdi_hosting::sqlite::SqliteStore;
-use bcdi_hosting::storage::EmbeddedStorage;
+use bcdi_hosting::service::{self, LocalService};
 use bcdi_hosting::workflows::LocalWorkflows;
-use bcdi_shared::api::App;
 use bcdi_shared::archive::ArchiveLimits;
 use bcdi_shared::config::Config;
 use bcdi_shared::domain::Secret;
-use bcdi_shared::steps::Steps;
 use bcdi_tests::app::{fresh_dir, licence, read};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -65,36 +62,20 @@ impl Service {
     async fn start(dir: &Path, keys: &Keys, settings: Settings) -> Self {
         let listener = server::bind(0).await.expect("a free loopback port");
         let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let storage = EmbeddedStorage::open(&dir.join("storage"), &base).expect("storage");
-        let store = Arc::new(SqliteStore::open(&dir.join("bcdi.sqlite3")).expect("the store"));
-
         let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
         config.cyber_keys = vec![Secret::from_presented(&keys.cyber).digest()];
         config.operator_keys = vec![Secret::from_presented(&keys.operator).digest()];
         config.install_timeout = Duration::from_secs(settings.install_timeout);
         config.mount_timeout = Duration::from_secs(settings.mount_timeout);
         config.job_lease = Duration::from_secs(settings.lease);
-
-        let steps = Steps {
-            config: config.clone(),
-            archive_limits: ArchiveLimits::default(),
-            store: store.clone(),
-            jobs: store.clone(),
-            storage: storage.storage(),
-        };
-        let workflows = Arc::new(
-            LocalWorkflows::open(&dir.join("workflows.sqlite3"), Arc::new(steps))
-                .await
-                .expect("the workflows open"),
-        );
-        let app = App {
-            config,
-            store: store.clone(),
-            workflows: workflows.clone(),
-            jobs: store.clone(),
-            uploads: store,
-            storage: storage.storage(),
-        };
+        let LocalService {
+            app,
+            storage,
+            workflows,
+            ..
+        } = service::assemble(dir, &base, config, ArchiveLimits::default())
+            .await
+            .expect("the service assembles");
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve_with_storage(
             listener,

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod asl;
 pub mod dev_keys;
 pub mod server;
+pub mod service;
 pub mod sqlite;
 pub mod storage;
 pub mod workflows;

@@ -5,14 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use bcdi_hosting::agent::sandbox::{stopping_agent, SandboxAgent};
-use bcdi_hosting::storage::{EmbeddedStorage, LOCAL_BUCKET};
-use bcdi_hosting::{dev_keys, server, sqlite::SqliteStore, workflows::LocalWorkflows};
-use bcdi_shared::api::App;
+use bcdi_hosting::service::{self, LocalService};
+use bcdi_hosting::storage::LOCAL_BUCKET;
+use bcdi_hosting::{dev_keys, server};
 use bcdi_shared::archive::ArchiveLimits;
 use bcdi_shared::config::Config;
 use bcdi_shared::domain::Digest;
 use bcdi_shared::notify::{NotificationSettings, Notifier};
-use bcdi_shared::steps::Steps;
 use bcdi_shared::telemetry;
 use clap::{Parser, Subcommand};
 
@@ -69,39 +68,21 @@ async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
     if let Some(sandbox) = &sandbox {
         config.operator_keys.push(sandbox.key_digest());
     }
-    let store =
-        SqliteStore::open(&data_dir.join("bcdi.sqlite3")).map_err(|error| error.to_string())?;
-    let store = Arc::new(store);
-    // Webhooks: a worker sends the due notifications every second (skips them when unset).
-    let settings = NotificationSettings::from_env().map_err(|error| error.to_string())?;
-    let notifier = Notifier::new(store.clone(), settings).map_err(|error| error.to_string())?;
-    tokio::spawn(notifier.run(std::time::Duration::from_secs(1), 100));
     let address = listener
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
     let base = format!("http://{address}");
-    // Storage answers on the API's own port, at every path outside `/v1`.
-    let storage = EmbeddedStorage::open(&data_dir.join("storage"), &base)
-        .map_err(|error| error.to_string())?;
-    // The state machines run in-process; executions left running by a previous start resume.
-    let steps = Steps {
-        config: config.clone(),
-        archive_limits: ArchiveLimits::from_env().map_err(|error| error.to_string())?,
-        store: store.clone(),
-        jobs: store.clone(),
-        storage: storage.storage(),
-    };
-    let workflows = LocalWorkflows::open(&data_dir.join("workflows.sqlite3"), Arc::new(steps))
-        .await
-        .map_err(|error| format!("cannot open the workflows: {error}"))?;
-    let app = App {
-        config,
-        store: store.clone(),
-        workflows: Arc::new(workflows),
-        jobs: store.clone(),
-        uploads: store,
-        storage: storage.storage(),
-    };
+    let archive_limits = ArchiveLimits::from_env().map_err(|error| error.to_string())?;
+    let LocalService {
+        app,
+        store,
+        storage,
+        ..
+    } = service::assemble(&data_dir, &base, config, archive_limits).await?;
+    // Webhooks: a worker sends the due notifications every second (skips them when unset).
+    let settings = NotificationSettings::from_env().map_err(|error| error.to_string())?;
+    let notifier = Notifier::new(store, settings).map_err(|error| error.to_string())?;
+    tokio::spawn(notifier.run(std::time::Duration::from_secs(1), 100));
 
     println!("BCDI hosting is listening on {base}  (Ctrl-C to stop)");
     println!("  data       {}", data_dir.display());
