@@ -1,6 +1,11 @@
 //! Running executions: one tokio task per execution walks its state machine, saving its
 //! position in the store before each step that waits, so that `Executor::open` on the same
 //! file after a restart continues every running execution where it was.
+//!
+//! An execution waiting for its task token is *parked*: its runner ends and the execution lives
+//! only in the store until SendTaskSuccess or SendTaskFailure, or one of its deadlines, starts a
+//! new runner for it. Waiting for an agent can take hours, and thousands of establishments may
+//! wait at once: memory holds only the executions that are doing something (and one timer).
 
 use std::collections::HashMap;
 use std::path::Path as FsPath;
@@ -9,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::definition::{
     Catcher, Fail, Io, Machine, Pass, Resource, Retrier, Seconds, State, StateMachineSource, Task,
@@ -81,6 +86,8 @@ pub enum StartOutcome {
 /// next step; their progress is in the store, and the next `open` resumes them.
 pub struct Executor {
     inner: Arc<Inner>,
+    /// Wakes parked executions at their deadlines.
+    timer: JoinHandle<()>,
 }
 
 struct Inner {
@@ -88,11 +95,22 @@ struct Inner {
     functions: Arc<dyn Functions>,
     machines: HashMap<String, Arc<Machine>>,
     second: Duration,
-    /// Woken when a callback or heartbeat arrives for an execution's token.
-    wakeups: Mutex<HashMap<String, Arc<Notify>>>,
     /// Bumped each time an execution ends, for `wait_until_finished`.
     finished: watch::Sender<u64>,
-    runs: Mutex<HashMap<String, AbortHandle>>,
+    /// Lock order: `runs`, then the store's connection, never the other way round.
+    runs: Mutex<Runs>,
+    /// Woken when an execution parks with a deadline earlier than `Runs::timer_at`.
+    timer: Notify,
+}
+
+/// The runners in memory, and when the timer wakes next. Parking, resuming and the timer
+/// decide under this one lock, after reading the store, so that a callback that comes while
+/// a runner parks is never missed: either the runner reads it, or the callback finds no
+/// runner and starts one.
+#[derive(Default)]
+struct Runs {
+    tasks: HashMap<String, AbortHandle>,
+    timer_at: Option<i64>,
 }
 
 /// An error raised by a state, with the names Retry and Catch match.
@@ -132,6 +150,8 @@ enum Step {
     Fail(Failure),
     /// The execution ended meanwhile (it timed out): this runner stops.
     Abandoned,
+    /// The execution waits for its task token, in the store only: this runner stops.
+    Parked,
 }
 
 /// How an execution's run ended.
@@ -140,6 +160,7 @@ enum End {
     Failed(Failure),
     TimedOut,
     Abandoned,
+    Parked,
 }
 
 /// One try of a Task.
@@ -149,6 +170,7 @@ enum Attempt {
     /// A data error (a path that finds nothing): no Retry or Catch applies.
     Runtime(Failure),
     Abandoned,
+    Parked,
 }
 
 impl Executor {
@@ -179,17 +201,17 @@ impl Executor {
                 return Err(ExecutorError::DuplicateStateMachine(source.name.clone()));
             }
         }
-        let executor = Self {
-            inner: Arc::new(Inner {
-                store: Store::open(db_path)?,
-                functions,
-                machines: loaded,
-                second: options.second,
-                wakeups: Mutex::default(),
-                finished: watch::Sender::new(0),
-                runs: Mutex::default(),
-            }),
-        };
+        let inner = Arc::new(Inner {
+            store: Store::open(db_path)?,
+            functions,
+            machines: loaded,
+            second: options.second,
+            finished: watch::Sender::new(0),
+            runs: Mutex::default(),
+            timer: Notify::new(),
+        });
+        let timer = tokio::spawn(Arc::clone(&inner).wake_at_deadlines());
+        let executor = Self { inner, timer };
         for name in executor.inner.store.running()? {
             tracing::info!(execution = %name, event = "ExecutionResumed", "asl");
             executor.inner.spawn(name);
@@ -273,8 +295,11 @@ impl Executor {
         if !well_formed_token(token) {
             return Err(TokenError::InvalidToken);
         }
-        let update = self.inner.store.heartbeat(token, now_ms())?;
-        self.inner.token_answer(update)
+        // A parked execution needs no runner for this: the timer reads the new deadline.
+        match self.inner.store.heartbeat(token, now_ms())? {
+            TokenUpdate::Accepted(_) => Ok(()),
+            update => self.inner.token_answer(update),
+        }
     }
 
     fn settle(&self, token: &str, settlement: Settlement) -> Result<(), TokenError> {
@@ -291,6 +316,12 @@ impl Executor {
         execution_name: &str,
     ) -> Result<Option<ExecutionDescription>, ExecutorError> {
         Ok(self.inner.store.describe(execution_name)?)
+    }
+
+    /// How many executions have a runner in memory: those doing something now, not those
+    /// parked until their task token comes. For tests and tools.
+    pub fn runners_in_memory(&self) -> usize {
+        lock(&self.inner.runs).tasks.len()
     }
 
     /// Waits until the execution has ended, and describes it. For tests and tools: wrap it in
@@ -316,7 +347,8 @@ impl Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        let runs = std::mem::take(&mut *lock(&self.inner.runs));
+        self.timer.abort();
+        let runs = std::mem::take(&mut lock(&self.inner.runs).tasks);
         for run in runs.into_values() {
             run.abort();
         }
@@ -398,18 +430,15 @@ impl Inner {
         i64::try_from(self.second.mul_f64(seconds).as_millis()).unwrap_or(i64::MAX)
     }
 
-    fn wakeup(&self, execution: &str) -> Arc<Notify> {
-        lock(&self.wakeups)
-            .entry(execution.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    fn token_answer(&self, update: TokenUpdate) -> Result<(), TokenError> {
+    /// After the store settled a token: the execution goes on, in its runner if it has one
+    /// (which reads the settlement before it could park), else in a new one.
+    fn token_answer(self: &Arc<Self>, update: TokenUpdate) -> Result<(), TokenError> {
         match update {
             TokenUpdate::Accepted(execution) => {
-                // `notify_one` keeps a permit if the runner is not waiting yet: nothing is lost.
-                self.wakeup(&execution).notify_one();
+                let mut runs = lock(&self.runs);
+                if !runs.tasks.contains_key(&execution) {
+                    self.spawn_locked(&mut runs, execution);
+                }
                 Ok(())
             }
             TokenUpdate::Closed => Err(TokenError::TaskTimedOut),
@@ -418,17 +447,86 @@ impl Inner {
     }
 
     fn spawn(self: &Arc<Self>, name: String) {
-        let inner = Arc::clone(self);
         let mut runs = lock(&self.runs);
+        self.spawn_locked(&mut runs, name);
+    }
+
+    fn spawn_locked(self: &Arc<Self>, runs: &mut Runs, name: String) {
+        let inner = Arc::clone(self);
         let key = name.clone();
-        // The runner removes itself from `runs` when done, which waits for this lock: the
-        // handle is always inserted first.
+        // The runner removes itself from `runs` when done, which waits for the caller's lock:
+        // the handle is always inserted first. A runner that parked has left already, and a
+        // new one may have taken its place: only its own entry is removed.
         let handle = tokio::spawn(async move {
             inner.run(&name).await;
-            lock(&inner.wakeups).remove(&name);
-            lock(&inner.runs).remove(&name);
+            let mut runs = lock(&inner.runs);
+            if runs.tasks.get(&name).map(AbortHandle::id) == tokio::task::try_id() {
+                runs.tasks.remove(&name);
+            }
         });
-        runs.insert(key, handle.abort_handle());
+        runs.tasks.insert(key, handle.abort_handle());
+    }
+
+    /// Leaves memory while the task waits for its token, unless the token was settled
+    /// meanwhile (`false`: the caller reads it). The execution stays RUNNING in the store, in
+    /// phase AwaitingToken, with its earliest deadline as `wake_at` for the timer.
+    fn park(&self, cursor: &mut Cursor, token: &str) -> Result<bool, StoreError> {
+        let mut runs = lock(&self.runs);
+        let Some(row) = self.store.token(token)? else {
+            return Ok(false);
+        };
+        if !row.open || row.settlement.is_some() {
+            return Ok(false);
+        }
+        cursor.wake_at = [row.next_deadline(), cursor.deadline_at]
+            .into_iter()
+            .flatten()
+            .min();
+        if !self.store.save(cursor)? {
+            return Ok(false);
+        }
+        if runs.tasks.get(&cursor.name).map(AbortHandle::id) == tokio::task::try_id() {
+            runs.tasks.remove(&cursor.name);
+        }
+        if let Some(at) = cursor.wake_at {
+            if runs.timer_at.is_none_or(|timer_at| at < timer_at) {
+                runs.timer_at = Some(at);
+                // Kept as a permit if the timer is between two waits: it looks again.
+                self.timer.notify_one();
+            }
+        }
+        Ok(true)
+    }
+
+    /// The timer: one task for all parked executions, which starts a runner for each one
+    /// whose deadline (task timeout, heartbeat or execution timeout) has come; the runner
+    /// then times the task or the execution out, or parks again after a heartbeat.
+    async fn wake_at_deadlines(self: Arc<Self>) {
+        loop {
+            let at = lock(&self.runs).timer_at;
+            tokio::select! {
+                () = self.timer.notified() => continue,
+                () = sleep_until_opt(at) => {}
+            }
+            let mut runs = lock(&self.runs);
+            let now = now_ms();
+            let next = self.store.parked_until(now).and_then(|due| {
+                for name in due {
+                    if !runs.tasks.contains_key(&name) {
+                        self.spawn_locked(&mut runs, name);
+                    }
+                }
+                self.store.next_parked_wake_after(now)
+            });
+            runs.timer_at = match next {
+                Ok(next) => next,
+                Err(error) => {
+                    // The deadlines are still in the store: try again in a second.
+                    tracing::error!(error = %error, "asl timer cannot read parked executions");
+                    Some(now.saturating_add(1000))
+                }
+            };
+        }
     }
 
     async fn run(self: &Arc<Self>, name: &str) {
@@ -437,10 +535,18 @@ impl Inner {
                 Some(machine) => {
                     let drive = self.drive(&machine, name);
                     match cursor.deadline_at {
-                        Some(deadline) => tokio::select! {
-                            ended = drive => ended,
-                            () = sleep_until_ms(deadline) => Ok(End::TimedOut),
-                        },
+                        // Woken by the timer for this very deadline.
+                        Some(deadline) if deadline <= now_ms() => Ok(End::TimedOut),
+                        Some(deadline) => {
+                            let ended = tokio::select! {
+                                ended = drive => ended,
+                                () = sleep_until_ms(deadline) => Ok(End::TimedOut),
+                            };
+                            match ended {
+                                Ok(End::Parked) if deadline <= now_ms() => Ok(End::TimedOut),
+                                ended => ended,
+                            }
+                        }
                         None => drive.await,
                     }
                 }
@@ -479,6 +585,8 @@ impl Inner {
                 )
             }
             Ok(End::Abandoned) => Ok(false),
+            // Still RUNNING in the store; a callback or the timer starts a runner again.
+            Ok(End::Parked) => return,
             Err(error) => Err(error),
         };
         if let Err(error) = finished {
@@ -526,6 +634,7 @@ impl Inner {
                 Step::Succeed(output) => return Ok(End::Succeeded(output)),
                 Step::Fail(failure) => return Ok(End::Failed(failure)),
                 Step::Abandoned => return Ok(End::Abandoned),
+                Step::Parked => return Ok(End::Parked),
             }
         }
     }
@@ -598,6 +707,7 @@ impl Inner {
             }
             let failure = match self.attempt(machine, task, &mut cursor).await? {
                 Attempt::Abandoned => return Ok(Step::Abandoned),
+                Attempt::Parked => return Ok(Step::Parked),
                 Attempt::Runtime(failure) => return Ok(Step::Fail(failure)),
                 Attempt::Succeeded(result) => {
                     log(&cursor.name, &cursor.state, "TaskSucceeded");
@@ -790,7 +900,6 @@ impl Inner {
             }
         }
 
-        let wakeup = self.wakeup(&cursor.name);
         loop {
             let Some(row) = self.store.token(&token)? else {
                 return Ok(Attempt::Runtime(Failure::runtime(
@@ -803,14 +912,16 @@ impl Inner {
             if !row.open {
                 return Ok(Attempt::Abandoned);
             }
-            let notified = wakeup.notified();
-            tokio::select! {
-                () = notified => {}
-                () = sleep_until_opt(row.next_deadline()) => {
-                    if let Some(expired) = self.store.expire(&token, now_ms())? {
-                        return Ok(settled(expired));
-                    }
+            let now = now_ms();
+            if row.next_deadline().is_some_and(|at| at <= now) {
+                if let Some(expired) = self.store.expire(&token, now)? {
+                    return Ok(settled(expired));
                 }
+                // Settled or heartbeaten meanwhile: read the token again.
+                continue;
+            }
+            if self.park(cursor, &token)? {
+                return Ok(Attempt::Parked);
             }
         }
     }

@@ -225,6 +225,10 @@ CREATE TABLE IF NOT EXISTS asl_executions (
     token         TEXT
 );
 CREATE INDEX IF NOT EXISTS asl_executions_status ON asl_executions (status);
+-- Parked executions (waiting for their task token, no runner in memory) by their earliest
+-- deadline, for the executor's timer.
+CREATE INDEX IF NOT EXISTS asl_executions_parked ON asl_executions (wake_at)
+    WHERE phase = 'AWAITING_TOKEN';
 CREATE TABLE IF NOT EXISTS asl_task_tokens (
     token         TEXT PRIMARY KEY,
     execution     TEXT NOT NULL,
@@ -303,6 +307,30 @@ impl Store {
             .query_map([], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(names)
+    }
+
+    /// The executions waiting for their task token whose earliest deadline is at or before
+    /// `now`, earliest first.
+    pub(crate) fn parked_until(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT name FROM asl_executions
+             WHERE phase = 'AWAITING_TOKEN' AND wake_at <= ?1 ORDER BY wake_at",
+        )?;
+        let names = statement
+            .query_map([now], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(names)
+    }
+
+    /// The earliest deadline after `now` of an execution waiting for its task token.
+    pub(crate) fn next_parked_wake_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().query_row(
+            "SELECT MIN(wake_at) FROM asl_executions
+             WHERE phase = 'AWAITING_TOKEN' AND wake_at > ?1",
+            [now],
+            |row| row.get(0),
+        )?)
     }
 
     /// The position of a running execution; `None` once it is over.

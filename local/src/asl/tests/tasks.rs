@@ -518,3 +518,83 @@ async fn each_attempt_gets_a_new_token() {
     assert_ne!(first, second);
     assert_eq!(succeeded(&finished(&executor, "e").await)["job"], 2);
 }
+
+/// Polls `condition` until it holds, failing the test after `PATIENCE`.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < super::PATIENCE, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn executions_waiting_for_their_token_keep_no_runner_in_memory() {
+    // Given: 50 executions whose task waits for its token, each given its token.
+    let db = TempDb::new();
+    let fakes = Fakes::new();
+    fakes.on("job", |_, _| Ok(json!("accepted")));
+    let definition = callback_machine(json!({"TimeoutSeconds": 1000, "HeartbeatSeconds": 500}));
+    let executor = open(&db, &fakes, vec![machine("m", definition)]).await;
+    for i in 0..50 {
+        executor
+            .start("m", &format!("e{i}"), json!({"rne": format!("r{i}")}))
+            .await
+            .unwrap();
+    }
+    let mut tokens = Vec::new();
+    for n in 1..=50 {
+        let payload = fakes.nth_call("job", n).await;
+        let rne = payload["rne"].as_str().unwrap().to_owned();
+        tokens.push((rne, payload["token"].as_str().unwrap().to_owned()));
+    }
+
+    // When: they wait.
+    eventually("every waiting execution leaves memory", || {
+        executor.runners_in_memory() == 0
+    })
+    .await;
+
+    // Then: each is still running in the store, and goes on with its token.
+    assert_eq!(
+        executor.describe("e7").await.unwrap().unwrap().status,
+        Status::Running
+    );
+    for (rne, token) in &tokens {
+        executor
+            .send_task_success(token, json!({"server": rne}))
+            .await
+            .unwrap();
+    }
+    for i in 0..50 {
+        let output = succeeded(&finished(&executor, &format!("e{i}")).await);
+        assert_eq!(output["job"]["server"], format!("r{i}"));
+    }
+    eventually("finished executions leave memory", || {
+        executor.runners_in_memory() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_execution_timeout_ends_a_task_waiting_for_its_token() {
+    // Given: an execution that may last 5 seconds, whose task would wait far longer.
+    let db = TempDb::new();
+    let fakes = Fakes::new();
+    fakes.on("job", |_, _| Ok(json!(null)));
+    let mut definition = callback_machine(json!({"TimeoutSeconds": 1000, "HeartbeatSeconds": 900}));
+    definition["TimeoutSeconds"] = json!(5);
+    let executor = open(&db, &fakes, vec![machine("m", definition)]).await;
+
+    // When
+    executor.start("m", "e", json!({"rne": "x"})).await.unwrap();
+    let token = fakes.token("job", 1).await;
+
+    // Then
+    let description = finished(&executor, "e").await;
+    assert_eq!(description.status, Status::TimedOut);
+    assert!(matches!(
+        executor.send_task_success(&token, json!({})).await,
+        Err(TokenError::TaskTimedOut)
+    ));
+}
