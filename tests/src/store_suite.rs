@@ -51,6 +51,7 @@ macro_rules! store_suite {
             next_step_moves_only_in_the_expected_status,
             listing_by_status_pages_oldest_change_first,
             listing_refuses_a_cursor_it_did_not_hand_out,
+            counting_by_status_counts_the_establishments_in_it_now,
         );
 
         #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -834,6 +835,46 @@ pub async fn listing_by_status_pages_oldest_change_first(store: Store) {
         .await
         .unwrap();
     assert_eq!(rnes(&installing), ["9710002A", "9710003B"]);
+}
+
+/// The gauges of the E1/E2 alarms: how many establishments are in a status now, not how many
+/// entered it, so a retried establishment no longer counts.
+pub async fn counting_by_status_counts_the_establishments_in_it_now(store: Store) {
+    // Given four establishments in status 1, three of which failed, and one of those retried
+    let codes = ["6200002H", "7200009X", "7200021K", "9710002A"];
+    for (i, code) in codes.iter().enumerate() {
+        let establishment = new_establishment(code, code);
+        must_create(&store, &establishment).await;
+        if i < 3 {
+            let at = Instant::from_unix(CREATED_AT + 1_000 + i as i64);
+            let change = establishment.transition(Status::InstallFailed, at).unwrap();
+            store.transition(&establishment.rne, &change).await.unwrap();
+        }
+    }
+    let failed = store.get(&rne(codes[0])).await.unwrap().expect("stored");
+    let retry = failed
+        .transition(Status::Installing, Instant::from_unix(CREATED_AT + 2_000))
+        .unwrap();
+    store.transition(&failed.rne, &retry).await.unwrap();
+
+    // When each status is counted
+    let mut counts = Vec::new();
+    for status in Status::ALL {
+        counts.push((status, store.count_by_status(status).await.unwrap()));
+    }
+
+    // Then each count is the establishments in that status now
+    assert_eq!(
+        counts,
+        [
+            (Status::Installing, 2),
+            (Status::AwaitingBases, 0),
+            (Status::Mounting, 0),
+            (Status::Ready, 0),
+            (Status::InstallFailed, 2),
+            (Status::MountFailed, 0),
+        ]
+    );
 }
 
 pub async fn listing_refuses_a_cursor_it_did_not_hand_out(store: Store) {

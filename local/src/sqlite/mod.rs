@@ -2,6 +2,7 @@
 //! does its short work under one connection's lock, in a transaction when it writes more than
 //! one row, so it keeps the same promises as the DynamoDB store.
 
+mod counts;
 mod jobs;
 mod notifications;
 mod uploads;
@@ -364,6 +365,10 @@ impl EstablishmentStore for SqliteStore {
         } else {
             Err(StoreError::Conflict)
         }
+    }
+
+    async fn count_by_status(&self, status: Status) -> Result<u64, StoreError> {
+        self.count_in_status(status)
     }
 
     async fn list_by_status(

@@ -67,6 +67,22 @@ pub trait EstablishmentStore: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page, StoreError>;
+
+    /// How many establishments are in `status` now (the gauges the E1/E2 alarms watch). Served
+    /// by the index, never by a scan. This default pages through `list_by_status`, right for any
+    /// store; the adapters count without reading the records.
+    async fn count_by_status(&self, status: Status) -> Result<u64, StoreError> {
+        let mut count = 0;
+        let mut cursor = None;
+        loop {
+            let page = self.list_by_status(status, cursor.as_deref(), 1000).await?;
+            count += page.items.len() as u64;
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
 }
 
 /// One page of a listing.

@@ -10,6 +10,7 @@
 //! oldest change first, for the operators. Every write that touches more than one item is one
 //! `TransactWriteItems` with conditions, so a key and its lookup entry never disagree.
 
+mod counts;
 mod jobs;
 pub mod notifications;
 mod uploads;
@@ -431,6 +432,10 @@ impl EstablishmentStore for DynamoDbStore {
             }
             Err(error) => Err(unavailable("UpdateItem next_step_at", &error, &[])),
         }
+    }
+
+    async fn count_by_status(&self, status: Status) -> Result<u64, StoreError> {
+        self.count_in_status(status).await
     }
 
     async fn list_by_status(
