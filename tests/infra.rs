@@ -496,6 +496,86 @@ fn functions_named(resource: &Value) -> Option<String> {
     Some(function.to_owned())
 }
 
+/// A string or a list of strings (a policy's `Action`, an alarm's `Metrics`), as a list.
+fn one_or_many(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alarms
+
+/// Every alarm on a metric of ours watches one the code publishes: a metric filter's (from a
+/// message the code logs, checked below) or an embedded-metric-format gauge of
+/// `lambda::metrics`, in the namespace the publishing function is given.
+#[test]
+fn every_alarm_watches_a_metric_that_is_published() {
+    let template = template();
+    let ours = json!({"Fn::Sub": "BCDI/${AWS::StackName}"});
+    let mut published: BTreeSet<String> = of_type(&template, "AWS::Logs::MetricFilter")
+        .flat_map(|(_, filter)| {
+            one_or_many(&filter["Properties"]["MetricTransformations"])
+                .into_iter()
+                .filter(|transformation| transformation["MetricNamespace"] == ours)
+                .filter_map(|transformation| {
+                    transformation["MetricName"].as_str().map(str::to_owned)
+                })
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let publishers: Vec<&String> = of_type(&template, FUNCTION)
+        .filter(|(_, function)| {
+            environment(&template, function).get("METRICS_NAMESPACE") == Some(&ours)
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if publishers.len() == 1 {
+        published.extend(
+            bcdi_shared::lambda::metrics::PUBLISHED
+                .iter()
+                .map(|name| (*name).to_owned()),
+        );
+    } else {
+        problems.push(format!(
+            "{} functions have METRICS_NAMESPACE = BCDI/${{AWS::StackName}}, not one (the \
+             scheduled sweeper): {publishers:?}",
+            publishers.len()
+        ));
+    }
+
+    let mut watched = 0;
+    for (id, alarm) in of_type(&template, "AWS::CloudWatch::Alarm") {
+        let properties = &alarm["Properties"];
+        let mut metrics = vec![(
+            properties["Namespace"].clone(),
+            properties["MetricName"].clone(),
+        )];
+        for query in one_or_many(&properties["Metrics"]) {
+            let metric = &query["MetricStat"]["Metric"];
+            if !metric.is_null() {
+                metrics.push((metric["Namespace"].clone(), metric["MetricName"].clone()));
+            }
+        }
+        for (namespace, name) in metrics {
+            if namespace != ours {
+                continue;
+            }
+            watched += 1;
+            let name = name.as_str().unwrap_or_default();
+            if !published.contains(name) {
+                problems.push(format!(
+                    "{id}: watches {name}, which nothing publishes (published: {published:?})"
+                ));
+            }
+        }
+    }
+    assert!(watched >= 4, "only {watched} alarm metrics of ours found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Environment
 
@@ -635,8 +715,14 @@ async fn start(entry: Option<&str>) -> Result<(), String> {
             .await
             .map(drop)
             .map_err(|error| error.to_string()),
-        Some("notifications::run_stream_notifier" | "notifications::run_sweeper") => {
+        Some("notifications::run_stream_notifier") => {
             bcdi_shared::lambda::notifications::notifier_from_env()
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        }
+        Some("notifications::run_sweeper") => {
+            bcdi_shared::lambda::notifications::sweeper_from_env()
                 .await
                 .map(drop)
                 .map_err(|error| error.to_string())

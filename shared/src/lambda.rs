@@ -1,6 +1,7 @@
 //! The glue between `lambda_http` and the handlers: each function's `main` is one call to
 //! [`run`]. Clients are built once, at init, and shared by every invocation.
 
+pub mod metrics;
 pub mod notifications;
 pub mod steps;
 

@@ -1,6 +1,7 @@
 //! The two Lambdas of the webhooks. `notify-status-change` reads the table's DynamoDB stream
 //! and sends each new status event's webhook at once; `retry-notifications`, run every minute
-//! by a schedule, sends whatever is due: retries, and anything the first one could not do.
+//! by a schedule, sends whatever is due: retries, and anything the first one could not do; it
+//! also publishes, every minute, how many establishments are in E1 and E2 (`metrics`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -12,7 +13,9 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use crate::adapters::dynamodb::notifications::notification_from_item;
 use crate::adapters::dynamodb::DynamoDbStore;
 use crate::config::{self, ConfigError};
+use crate::lambda::metrics;
 use crate::notify::{NotificationSettings, Notifier, Round};
+use crate::ports::EstablishmentStore;
 use crate::telemetry;
 
 /// A DynamoDB stream event, as Lambda delivers it.
@@ -24,13 +27,36 @@ pub const SWEEP_BATCH: usize = 100;
 
 /// The notifier on the table `TABLE_NAME`, with the webhook settings of the environment.
 pub async fn notifier_from_env() -> Result<Notifier, ConfigError> {
+    Ok(notifier_and_store_from_env().await?.0)
+}
+
+async fn notifier_and_store_from_env() -> Result<(Notifier, Arc<DynamoDbStore>), ConfigError> {
     let settings = NotificationSettings::from_env()?;
     let aws = aws_config::load_from_env().await;
-    let store = DynamoDbStore::new(
+    let store = Arc::new(DynamoDbStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         config::required("TABLE_NAME")?,
-    );
-    Notifier::new(Arc::new(store), settings)
+    ));
+    Ok((Notifier::new(store.clone(), settings)?, store))
+}
+
+/// What the scheduled sweeper needs: the notifier, and the store and CloudWatch namespace
+/// (`METRICS_NAMESPACE`) of the E1/E2 gauges.
+#[derive(Clone)]
+pub struct Sweeper {
+    pub notifier: Notifier,
+    pub establishments: Arc<dyn EstablishmentStore>,
+    pub metrics_namespace: String,
+}
+
+/// The sweeper, configured from the environment.
+pub async fn sweeper_from_env() -> Result<Sweeper, ConfigError> {
+    let (notifier, store) = notifier_and_store_from_env().await?;
+    Ok(Sweeper {
+        notifier,
+        establishments: store,
+        metrics_namespace: config::required("METRICS_NAMESPACE")?,
+    })
 }
 
 /// The stream notifier, until the runtime stops.
@@ -44,13 +70,19 @@ pub async fn run_stream_notifier() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// The scheduled sweeper, until the runtime stops.
+/// The scheduled sweeper, until the runtime stops: each run sends what is due, then publishes
+/// the E1/E2 gauges (even when the sweep failed: they come from another query).
 pub async fn run_sweeper() -> Result<(), lambda_runtime::Error> {
     telemetry::init(telemetry::Format::from_env(telemetry::Format::Json));
-    let notifier = notifier_from_env().await?;
+    let sweeper = sweeper_from_env().await?;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
-        let notifier = notifier.clone();
-        async move { sweep(&notifier).await }
+        let sweeper = sweeper.clone();
+        async move {
+            let round = sweep(&sweeper.notifier).await;
+            metrics::publish_failed_counts(&*sweeper.establishments, &sweeper.metrics_namespace)
+                .await;
+            round
+        }
     }))
     .await
 }
