@@ -496,6 +496,33 @@ fn functions_named(resource: &Value) -> Option<String> {
     Some(function.to_owned())
 }
 
+// ---------------------------------------------------------------------------------------------
+// IAM
+
+/// The only actions a policy may allow on every resource (`"*"`): IAM gives them no resource
+/// type, so a statement naming a resource would never match and the call would be denied.
+/// Each is here for a reason of this stack; anything else on `"*"` fails the test below.
+const ALLOWED_ON_EVERY_RESOURCE: &[(&str, &str)] = &[
+    // The job functions answer the task token a workflow is waiting on (claim, heartbeat,
+    // succeed, fail): task tokens are not IAM resources.
+    ("states:SendTaskSuccess", "task tokens are not resources"),
+    ("states:SendTaskFailure", "task tokens are not resources"),
+    ("states:SendTaskHeartbeat", "task tokens are not resources"),
+    // Lambda's reading of the table's stream for the stream notifier: listing stream ARNs has
+    // no resource type (the records themselves are read on the stream's ARN only).
+    ("dynamodb:ListStreams", "lists stream ARNs only"),
+    // A state machine's logging to its log group: Step Functions sets up the log delivery with
+    // these, none of which has a resource type (Step Functions' documentation).
+    ("logs:CreateLogDelivery", "state machine logging"),
+    ("logs:GetLogDelivery", "state machine logging"),
+    ("logs:UpdateLogDelivery", "state machine logging"),
+    ("logs:DeleteLogDelivery", "state machine logging"),
+    ("logs:ListLogDeliveries", "state machine logging"),
+    ("logs:PutResourcePolicy", "state machine logging"),
+    ("logs:DescribeResourcePolicies", "state machine logging"),
+    ("logs:DescribeLogGroups", "state machine logging"),
+];
+
 /// A string or a list of strings (a policy's `Action`, an alarm's `Metrics`), as a list.
 fn one_or_many(value: &Value) -> Vec<Value> {
     match value {
@@ -503,6 +530,183 @@ fn one_or_many(value: &Value) -> Vec<Value> {
         Value::Null => Vec::new(),
         other => vec![other.clone()],
     }
+}
+
+/// Every statement of every policy of the template, with where it is: the roles' inline
+/// policies, SAM's `Policies` of functions and state machines, bucket and other policies. A
+/// role's trust policy (who may assume it) is not a permission and is left out.
+fn policy_statements(template: &Value) -> Vec<(String, Value)> {
+    fn walk(value: &Value, at: &str, found: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(object) => {
+                for (key, inner) in object {
+                    match key.as_str() {
+                        "AssumeRolePolicyDocument" => {}
+                        "Statement" => {
+                            for statement in one_or_many(inner) {
+                                found.push((at.to_owned(), statement));
+                            }
+                        }
+                        _ => walk(inner, &format!("{at}.{key}"), found),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, &format!("{at}[{index}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for (id, resource) in resources(template) {
+        walk(&resource["Properties"], id, &mut found);
+    }
+    walk(&template["Globals"], "Globals", &mut found);
+    found
+}
+
+/// Least privilege: no statement allows an action on every resource unless IAM leaves no other
+/// choice for that action (`ALLOWED_ON_EVERY_RESOURCE`), and none allows a wildcard action.
+#[test]
+fn no_policy_allows_every_resource_unless_iam_requires_it() {
+    let template = template();
+    let statements = policy_statements(&template);
+    assert!(
+        statements.len() > 28,
+        "only {} statements found: the walk misses policies",
+        statements.len()
+    );
+    let mut problems = Vec::new();
+    for (at, statement) in &statements {
+        if statement["Effect"] != "Allow" {
+            continue;
+        }
+        let actions = one_or_many(&statement["Action"]);
+        for action in &actions {
+            if action.as_str().is_none_or(|action| action.contains('*')) {
+                problems.push(format!("{at}: allows {action}, not one named action"));
+            }
+        }
+        if statement.get("NotResource").is_some() || statement.get("NotAction").is_some() {
+            problems.push(format!(
+                "{at}: NotResource/NotAction allow almost everything"
+            ));
+        }
+        let every_resource = one_or_many(&statement["Resource"])
+            .iter()
+            .any(|resource| resource.as_str().is_some_and(|text| text.contains('*')));
+        if !every_resource {
+            continue;
+        }
+        for action in actions.iter().filter_map(Value::as_str) {
+            if !ALLOWED_ON_EVERY_RESOURCE
+                .iter()
+                .any(|(allowed, _)| *allowed == action)
+            {
+                problems.push(format!(
+                    "{at}: allows {action} on \"*\": name the resources (or, if IAM gives the \
+                     action no resource type, add it with its reason to ALLOWED_ON_EVERY_RESOURCE)"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Each function runs with a role of the template, its own, with inline policies only: a role
+/// SAM makes gets the managed AWSLambdaBasicExecutionRole (logs on `"*"`), and a managed policy
+/// is not read by the test above. The role writes logs to the function's own log group, and
+/// to no other.
+#[test]
+fn every_function_has_its_own_role_which_logs_only_to_its_own_log_group() {
+    let template = template();
+    let mut problems = Vec::new();
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for forbidden in ["Role", "Policies"] {
+        if !template["Globals"]["Function"][forbidden].is_null() {
+            problems.push(format!(
+                "Globals.Function.{forbidden}: each function has its own role"
+            ));
+        }
+    }
+    for (id, function) in of_type(&template, FUNCTION) {
+        if !function["Properties"]["Policies"].is_null() {
+            problems.push(format!(
+                "{id}: Policies belong in its role (SAM would make a role)"
+            ));
+        }
+        let role = function["Properties"]["Role"]["Fn::GetAtt"]
+            .as_array()
+            .filter(|parts| parts.len() == 2 && parts[1] == "Arn")
+            .and_then(|parts| parts[0].as_str());
+        let Some(role) = role else {
+            problems.push(format!(
+                "{id}: no Role: !GetAtt <role>.Arn, so SAM makes one with logs on \"*\""
+            ));
+            continue;
+        };
+        let Some(definition) = resources(&template)
+            .get(role)
+            .filter(|resource| resource["Type"] == "AWS::IAM::Role")
+        else {
+            problems.push(format!(
+                "{id}: its Role {role} is not an AWS::IAM::Role of the template"
+            ));
+            continue;
+        };
+        if let Some(other) = owners.insert(role.to_owned(), id.clone()) {
+            problems.push(format!("{id}: shares its role {role} with {other}"));
+        }
+        for forbidden in ["ManagedPolicyArns", "PermissionsBoundary"] {
+            if !definition["Properties"][forbidden].is_null() {
+                problems.push(format!("{role}: {forbidden}: inline policies only"));
+            }
+        }
+        let log_group = function_property(&template, function, "LoggingConfig")["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_default();
+        if resources(&template)
+            .get(log_group)
+            .map(|group| &group["Type"])
+            != Some(&json!("AWS::Logs::LogGroup"))
+        {
+            problems.push(format!(
+                "{id}: LoggingConfig.LogGroup is not a log group of the template"
+            ));
+            continue;
+        }
+        let own = json!({"Fn::GetAtt": [log_group, "Arn"]});
+        let mut writes = BTreeSet::new();
+        for (_, statement) in policy_statements(&json!({"Resources": {role: definition}})) {
+            let actions = one_or_many(&statement["Action"]);
+            let logs: Vec<String> = actions
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|action| action.starts_with("logs:"))
+                .map(str::to_owned)
+                .collect();
+            if logs.is_empty() {
+                continue;
+            }
+            if one_or_many(&statement["Resource"]) != [own.clone()] {
+                problems.push(format!(
+                    "{role}: {logs:?} on {}, not only on its function's log group {log_group}",
+                    statement["Resource"]
+                ));
+            }
+            writes.extend(logs);
+        }
+        for needed in ["logs:CreateLogStream", "logs:PutLogEvents"] {
+            if !writes.contains(needed) {
+                problems.push(format!(
+                    "{role}: no {needed} on {log_group}: {id} would log nothing"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
