@@ -90,6 +90,18 @@ mod sqlite {
             let _ = std::fs::remove_dir_all(directory);
         }
     }
+
+    /// The suite again on a database file, where `get`, `find_by_key` and `history` read on
+    /// connections of their own: each read must still see every write committed before it.
+    mod on_file {
+        use super::*;
+
+        async fn store() -> Store {
+            Arc::new(SqliteStore::open(&fresh_database_path("suite")).expect("the database opens"))
+        }
+
+        bcdi_tests::store_suite!(store, broken_store);
+    }
 }
 
 mod dynamodb {

@@ -1,6 +1,11 @@
 //! Establishments in one SQLite file, the local stand-in for the DynamoDB table. Every method
 //! does its short work under one connection's lock, in a transaction when it writes more than
 //! one row, so it keeps the same promises as the DynamoDB store.
+//!
+//! That connection is the only writer. The reads on every request's path (`get`, `find_by_key`)
+//! go to a few more connections of a file database instead, so that they neither queue behind a
+//! write nor behind each other; in WAL mode a read sees every transaction committed before it
+//! began, so a read that follows a write sees it, as with one connection.
 
 mod counts;
 mod jobs;
@@ -8,7 +13,8 @@ mod notifications;
 mod uploads;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,7 +26,7 @@ use bcdi_shared::domain::{
     Transition, Version,
 };
 use bcdi_shared::ports::{EstablishmentStore, Page, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 /// The schema, created on every start and kept across restarts. A key is a unique column of its
 /// establishment, so replacing it is one `UPDATE`: the previous key stops working at once.
@@ -64,6 +70,10 @@ CREATE TABLE IF NOT EXISTS events (
 /// How long a write waits for another process holding the database (e.g. a second server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Read connections of a file database beside its writer: more than the runtime's worker threads
+/// on a small machine, so that a read rarely waits for a free one.
+const READERS: usize = 4;
+
 const SELECT_ESTABLISHMENT: &str = "
 SELECT rne, griffe, code, version, agricole, key_digest, status, created_at, status_changed_at,
        next_step_at, provisioning_attempt, failure_reason, failure_detail,
@@ -72,7 +82,13 @@ SELECT rne, griffe, code, version, agricole, key_digest, status, created_at, sta
 FROM establishments";
 
 pub struct SqliteStore {
+    /// The writer, and the reader of everything off the requests' hot path.
     connection: Mutex<Connection>,
+    /// Connections that only read (see the module's header); none for an in-memory database,
+    /// which only its own connection sees: it reads on the writer.
+    readers: Vec<Mutex<Connection>>,
+    /// Where the next read starts looking for a free reader, so that reads spread over all.
+    next_reader: AtomicUsize,
 }
 
 impl SqliteStore {
@@ -102,7 +118,12 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(unavailable)?;
-        Self::with_schema(connection)
+        let mut store = Self::with_schema(connection)?;
+        // Opened once the schema exists, so that their statements prepare against it.
+        store.readers = (0..READERS)
+            .map(|_| open_reader(path).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(store)
     }
 
     /// A database that lives as long as the store, for tests.
@@ -124,6 +145,8 @@ impl SqliteStore {
             .map_err(unavailable)?;
         Ok(Self {
             connection: Mutex::new(connection),
+            readers: Vec::new(),
+            next_reader: AtomicUsize::new(0),
         })
     }
 
@@ -134,32 +157,69 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// A connection for a read outside any write: a free reader if there is one, else the next
+    /// in turn (or the writer, for an in-memory database). Poisoned locks are safe as above.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        let count = self.readers.len();
+        if count == 0 {
+            return self.lock();
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..count {
+            match self.readers[(start + offset) % count].try_lock() {
+                Ok(reader) => return reader,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[start % count]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One more connection to the database at `path`, for reads only (`query_only`: a statement
+/// that would write fails instead of bypassing the writer).
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(unavailable)?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+    connection
+        .pragma_update(None, "query_only", true)
+        .map_err(unavailable)?;
+    Ok(connection)
 }
 
 #[async_trait]
 impl EstablishmentStore for SqliteStore {
     async fn get(&self, rne: &Rne) -> Result<Option<Establishment>, StoreError> {
-        let connection = self.lock();
-        let row = connection
-            .query_row(
-                &format!("{SELECT_ESTABLISHMENT} WHERE rne = ?1"),
-                [rne.as_str()],
-                StoredEstablishment::read,
-            )
-            .optional()
+        // Prepared once per connection: parsing and planning the statement cost more than
+        // running it.
+        let row = self
+            .read()
+            .prepare_cached(&format!("{SELECT_ESTABLISHMENT} WHERE rne = ?1"))
+            .and_then(|mut statement| {
+                statement
+                    .query_row([rne.as_str()], StoredEstablishment::read)
+                    .optional()
+            })
             .map_err(unavailable)?;
         row.map(StoredEstablishment::parse).transpose()
     }
 
     async fn find_by_key(&self, key: &Digest) -> Result<Option<Rne>, StoreError> {
-        let connection = self.lock();
-        let rne: Option<String> = connection
-            .query_row(
-                "SELECT rne FROM establishments WHERE key_digest = ?1",
-                [key.to_hex()],
-                |row| row.get(0),
-            )
-            .optional()
+        let rne: Option<String> = self
+            .read()
+            .prepare_cached("SELECT rne FROM establishments WHERE key_digest = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row([key.to_hex()], |row| row.get(0))
+                    .optional()
+            })
             .map_err(unavailable)?;
         rne.map(|rne| Rne::parse(&rne).map_err(|_| corrupt("rne")))
             .transpose()
@@ -276,7 +336,7 @@ impl EstablishmentStore for SqliteStore {
     }
 
     async fn history(&self, rne: &Rne) -> Result<Vec<StatusEvent>, StoreError> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement = connection
             .prepare_cached(
                 "SELECT seq, status, previous, at FROM events WHERE rne = ?1 ORDER BY seq",
