@@ -13,7 +13,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
 use super::body::JsonObject;
-use super::{json, ApiError, App, Caller, ErrorCode, Request, Response};
+use super::{json, messages, ApiError, App, Caller, ErrorCode, Request, Response};
 use crate::config::ConfigError;
 use crate::domain::base::parse_base_name;
 use crate::domain::{Establishment, Instant, ParseError, Rne, Secret, Status};
@@ -318,9 +318,16 @@ impl App {
         format!("{scheme}://{host}")
     }
 
-    /// `GET /v1/upload/session`: what a reloaded page needs to resume.
+    /// `GET /v1/upload/session`: what a reloaded page needs to resume, and where the
+    /// establishment stands, which the page polls after « Envoyer » to follow the mounting
+    /// (the upload token reads nothing else of the establishment).
     pub(super) async fn get_upload_session(&self, request: &Request) -> Result<Response, ApiError> {
         let (rne, expires_at) = self.upload_caller(request.headers()).await?;
+        let establishment = self
+            .store
+            .get(&rne)
+            .await?
+            .ok_or_else(|| ApiError::not_found("establishment"))?;
         let files = self.uploads.files(&rne).await?;
         let settings = &self.config.uploads;
         Ok(json(
@@ -334,6 +341,7 @@ impl App {
                     "extensions": settings.extensions,
                 },
                 "files": files.iter().map(file_view).collect::<Vec<_>>(),
+                "establishment": progress_view(&establishment, Instant::now()),
             }),
         ))
     }
@@ -646,6 +654,34 @@ impl App {
             }),
         ))
     }
+}
+
+/// The establishment as the upload page follows it: the fields of `GET /v1/establishments/{rne}`
+/// that concern the school's bases, without the licence or the connection (which is for the
+/// Cyberlibrairie). `status_changed_at` lets the page tell a new outcome from the one before
+/// its submit.
+fn progress_view(establishment: &Establishment, now: Instant) -> Value {
+    let next = establishment
+        .next_step_at
+        .filter(|_| establishment.status.has_next_step());
+    let mut body = json!({
+        "status": establishment.status,
+        "timestamp": next.map(Instant::unix),
+        "next_step_at": next.map(Instant::rfc3339),
+        "status_changed_at": establishment.status_changed_at.rfc3339(),
+        "message": messages::for_school(establishment, now),
+        "bases": establishment.bases,
+    });
+    if let (Status::InstallFailed | Status::MountFailed, Some(failure)) =
+        (establishment.status, &establishment.failure)
+    {
+        body["error"] = json!({
+            "code": establishment.status,
+            "reason": failure.reason,
+            "detail": failure.detail,
+        });
+    }
+    body
 }
 
 fn too_many_files(max: usize) -> ApiError {
