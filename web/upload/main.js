@@ -12,6 +12,7 @@ import Dashboard from '@uppy/dashboard'
 import fr_FR from '@uppy/locales/lib/fr_FR.js'
 
 import formatBytes from './bytes.js'
+import { describe, nextDelay } from './status.js'
 
 import '@uppy/core/css/style.min.css'
 import '@uppy/dashboard/css/style.min.css'
@@ -27,6 +28,12 @@ const OTHER = '__other__'
 
 const MESSAGES = {
   expired: 'Votre session a expiré. Rouvrez la page depuis la Cyberlibrairie.',
+  expiredWhileFollowing:
+    "Votre session d'envoi a expiré : cette page ne peut plus suivre l'installation de vos bases. " +
+    "La Cyberlibrairie affiche l'état de votre serveur ; pour envoyer d'autres archives, " +
+    'rouvrez la page depuis la Cyberlibrairie.',
+  followInterrupted:
+    'La connexion au service est interrompue : nouvel essai dans quelques secondes…',
   noToken:
     "Ce lien d'envoi est incomplet. Rouvrez la page depuis la Cyberlibrairie.",
   network:
@@ -54,18 +61,6 @@ function el(tag, attributes = {}, ...children) {
   }
   for (const child of children) if (child != null) node.append(child)
   return node
-}
-
-// "15 h 30", in Paris time, as a school reads it.
-function formatTime(unixSeconds) {
-  const parts = new Intl.DateTimeFormat('fr-FR', {
-    hour: 'numeric',
-    minute: '2-digit',
-    timeZone: 'Europe/Paris',
-  }).formatToParts(new Date(unixSeconds * 1000))
-  const hour = parts.find((part) => part.type === 'hour')?.value
-  const minute = parts.find((part) => part.type === 'minute')?.value
-  return minute === '00' ? `${hour} h` : `${hour} h ${minute}`
 }
 
 function plural(count, one, many) {
@@ -146,7 +141,9 @@ function expire() {
   dashboard?.setOptions({ disabled: true })
   $('#upload').disabled = true
   $('#submit').disabled = true
-  showError(MESSAGES.expired)
+  $('#again').hidden = true
+  showError(following ? MESSAGES.expiredWhileFollowing : MESSAGES.expired)
+  stopFollowing()
 }
 
 function messageFor(status, body, context) {
@@ -668,12 +665,16 @@ function renderServerFiles() {
       el(
         'li',
         {},
-        el('span', {
-          class: 'file',
-          text: `${file.base} — ${file.name} (${formatBytes(file.size)})${
+        el(
+          'span',
+          { class: 'file' },
+          `${file.base} — ${file.name} (${formatBytes(file.size)})${
             file.esidoc_export ? ', exportée vers e-sidoc' : ''
           }`,
-        }),
+          refusedFiles.has(file.id)
+            ? el('strong', { class: 'refused', text: " — n'a pas pu être utilisée" })
+            : null,
+        ),
         el('button', {
           type: 'button',
           class: 'secondary',
@@ -718,6 +719,8 @@ async function removeReceived(file) {
       }
     }
     await deleteServerFile(file.id)
+    refusedFiles.delete(file.id)
+    renderServerFiles()
     announce(`${file.name} supprimée.`)
   } catch (error) {
     showError(error.message)
@@ -761,7 +764,7 @@ function updateSubmit() {
 
 let submitting = false
 // Once sent, the establishment is in status 3 and takes no archive until mounting ends: the
-// page only shows the outcome (a later visit gets a new session and a fresh page).
+// page locks its controls and follows the status; an E2 unlocks them to upload again.
 let submitted = false
 
 async function submit() {
@@ -770,12 +773,16 @@ async function submit() {
   updateSubmit()
   clearError()
   announce('Envoi de vos bases…')
+  // The outcome of this submit is a status entered after this instant: until then, the 4 or E2
+  // of a previous submit is still what the server says.
+  const before = session?.establishment?.status_changed_at ?? null
   try {
     const answer = await api('POST', 'upload/submit', {}, { context: 'submit' })
     submitted = true
     lockAfterSubmit()
-    showResult(answer)
-    pollStatus()
+    showProgress(answer)
+    focusResult()
+    follow(before)
   } catch (error) {
     showError(error.message)
     announce(error.message)
@@ -787,58 +794,136 @@ async function submit() {
 
 function lockAfterSubmit() {
   dashboard?.setOptions({ disabled: true })
-  for (const control of document.querySelectorAll('#bcdi-upload button, #bcdi-upload select, #bcdi-upload input')) {
+  for (const control of document.querySelectorAll(
+    '#bcdi-upload button, #bcdi-upload select, #bcdi-upload input',
+  )) {
     control.disabled = true
   }
+  $('#again').hidden = true
   updateControls()
 }
 
-function statusSentence(status, timestamp) {
-  switch (status) {
-    case '3': {
-      const eta = timestamp ? ` La fin est prévue vers ${formatTime(timestamp)}.` : ''
-      return (
-        'Vos bases ont bien été envoyées. Elles sont en cours de vérification et ' +
-        `d'installation sur votre serveur BCDI.${eta} Vous pouvez fermer cette page : ` +
-        "la Cyberlibrairie affichera l'état de votre serveur."
-      )
-    }
-    case '4':
-      return 'Vos bases sont installées : votre serveur BCDI est prêt.'
-    case 'E2':
-      return (
-        "Certaines bases n'ont pas pu être utilisées. Vérifiez que chaque archive est une " +
-        'sauvegarde BCDI complète, puis envoyez-les de nouveau.'
-      )
-    default:
-      return 'Vos bases ont bien été envoyées.'
+// After an E2: the school may send archives again (E2 accepts uploads). Uppy's list is emptied
+// without touching the server (the received archives stay, the unusable one marked), so that
+// the next pick starts afresh.
+function unlockAfterFailure() {
+  submitted = false
+  serverIdOf.clear()
+  selection.clear()
+  esidocChoice = null
+  try {
+    uppy?.clear()
+  } catch {
+    // Nothing is uploading after a submit; if Uppy disagrees, its list simply stays.
+  }
+  dashboard?.setOptions({ disabled: false })
+  $('#esidoc-none').disabled = false
+  renderSelection()
+  renderServerFiles()
+  updateControls()
+  const again = $('#again')
+  again.hidden = false
+  again.disabled = false
+}
+
+// Archives the last mounting could not use (server file id → true), marked in the received list.
+const refusedFiles = new Set()
+
+// Shows the establishment's state in the result box, a polite live region that exists from the
+// page's load so that each change is read out.
+function showProgress(progress) {
+  const names = new Map(serverFiles().map((file) => [file.id, file.name]))
+  const { state, title, lines } = describe(progress, names)
+  const result = $('#result')
+  result.dataset.state = state
+  $('#result-title').textContent = title
+  $('#result-text').replaceChildren(...lines.map((line) => el('p', { text: line })))
+  $('#result-note').textContent = ''
+  return state
+}
+
+// Focus goes to the outcome after « Envoyer » (whose button is now disabled), unless the user
+// has moved elsewhere meanwhile: keyboard users are not left on nothing, nor pulled away.
+function focusResult() {
+  const active = document.activeElement
+  if (!active || active === document.body || active.disabled || $('#result').contains(active)) {
+    $('#result').focus()
   }
 }
 
-function showResult(answer) {
-  const result = $('#result')
-  result.hidden = false
-  $('#result-text').textContent = statusSentence(answer?.status, answer?.timestamp)
-  result.focus()
-  announce($('#result-text').textContent)
+let followTimer = null
+let following = false
+
+function stopFollowing() {
+  following = false
+  if (followTimer) clearTimeout(followTimer)
+  followTimer = null
 }
 
-// The page holds only the upload token; if the session answer carries the establishment's
-// status, follow it until the bases are mounted (or could not be).
-async function pollStatus() {
-  for (let attempt = 0; attempt < 120; attempt += 1) {
-    await new Promise((resolve) => setTimeout(resolve, 15000))
+// Reads GET /v1/upload/session until the establishment reaches 4 or E2 (entered after
+// `before`), the session expires, or the page is left. A failed read (network, 5xx) is tried
+// again later, the waits backing off; a few in a row are said, then cleared once a read works.
+function follow(before) {
+  stopFollowing()
+  following = true
+  let delay = 0
+  let failures = 0
+  const expiresAt = Date.parse(session?.expires_at ?? '')
+  const schedule = () => {
+    delay = nextDelay(delay)
+    if (Number.isFinite(expiresAt) && Date.now() + delay >= expiresAt) {
+      // The next read would come after the session ends: say so now rather than after a 401.
+      followTimer = setTimeout(() => expire(), Math.max(0, expiresAt - Date.now()))
+      return
+    }
+    followTimer = setTimeout(read, delay)
+  }
+  const read = async () => {
+    followTimer = null
+    if (!following) return
     let current
     try {
       current = await api('GET', 'upload/session')
-    } catch {
+    } catch (error) {
+      if (!following) return
+      if (error?.status === 401 || error?.status === 403 || error?.status === 404) {
+        expire()
+        return
+      }
+      failures += 1
+      if (failures >= 2) $('#result-note').textContent = MESSAGES.followInterrupted
+      schedule()
       return
     }
-    if (typeof current?.status !== 'string') return
-    if (current.status !== '3') {
-      showResult(current)
+    if (!following) return
+    failures = 0
+    session = current
+    const progress = current?.establishment
+    const status = progress?.status
+    const fresh = progress?.status_changed_at !== before
+    if ((status === '4' || status === 'E2') && fresh) {
+      stopFollowing()
+      finish(progress)
       return
     }
+    if (status === '3') showProgress(progress)
+    else $('#result-note').textContent = ''
+    schedule()
+  }
+  schedule()
+}
+
+function finish(progress, { focus = true } = {}) {
+  refusedFiles.clear()
+  if (progress.status === 'E2') {
+    for (const base of progress.bases ?? []) if (base.state === 'ERROR') refusedFiles.add(base.id)
+  }
+  showProgress(progress)
+  if (progress.status === 'E2') {
+    unlockAfterFailure()
+    if (focus) focusResult()
+  } else {
+    renderServerFiles()
   }
 }
 
@@ -851,6 +936,12 @@ function wireStaticControls() {
     uppy.upload().catch(() => {})
   })
   $('#submit').addEventListener('click', submit)
+  // The way out of an E2: straight to the file picker, for keyboard and screen-reader users.
+  $('#again').addEventListener('click', () => {
+    const browse = document.querySelector('#dashboard .uppy-Dashboard-browse')
+    browse?.scrollIntoView({ block: 'center' })
+    browse?.focus()
+  })
   $('#esidoc-none').addEventListener('change', () => {
     esidocChoice = null
   })
@@ -881,7 +972,22 @@ async function start() {
   renderSelection()
   renderServerFiles()
   updateSubmit()
+  resumeFollowing()
   document.body.dataset.state = 'ready'
+}
+
+// A page opened (or reloaded) while the bases are being mounted follows them as after
+// « Envoyer »; one opened after an E2 says why, with the form open to upload again.
+function resumeFollowing() {
+  const progress = session?.establishment
+  if (progress?.status === '3') {
+    submitted = true
+    lockAfterSubmit()
+    showProgress(progress)
+    follow(progress.status_changed_at)
+  } else if (progress?.status === 'E2') {
+    finish(progress, { focus: false })
+  }
 }
 
 start()
