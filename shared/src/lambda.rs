@@ -1,6 +1,7 @@
 //! The glue between `lambda_http` and the handlers: each function's `main` is one call to
 //! [`run`]. Clients are built once, at init, and shared by every invocation.
 
+pub mod aws;
 pub mod metrics;
 pub mod notifications;
 pub mod steps;
@@ -39,7 +40,7 @@ pub async fn run_endpoints(endpoints: &[Endpoint]) -> Result<(), lambda_http::Er
 /// The application with its AWS adapters, configured from the environment.
 pub async fn app_from_env() -> Result<App, config::ConfigError> {
     let config = Config::from_env()?;
-    let aws = aws_config::load_from_env().await;
+    let aws = aws::sdk_config().await;
     let store = DynamoDbStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         config::required("TABLE_NAME")?,

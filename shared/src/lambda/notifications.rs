@@ -32,7 +32,7 @@ pub async fn notifier_from_env() -> Result<Notifier, ConfigError> {
 
 async fn notifier_and_store_from_env() -> Result<(Notifier, Arc<DynamoDbStore>), ConfigError> {
     let settings = NotificationSettings::from_env()?;
-    let aws = aws_config::load_from_env().await;
+    let aws = crate::lambda::aws::sdk_config().await;
     let store = Arc::new(DynamoDbStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         config::required("TABLE_NAME")?,

@@ -43,7 +43,7 @@ pub async fn run_step(step: Step) -> Result<(), lambda_runtime::Error> {
 pub async fn steps_from_env() -> Result<Steps, config::ConfigError> {
     let config = Config::from_env()?;
     let archive_limits = ArchiveLimits::from_env()?;
-    let aws = aws_config::load_from_env().await;
+    let aws = crate::lambda::aws::sdk_config().await;
     let store = Arc::new(DynamoDbStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         config::required("TABLE_NAME")?,
