@@ -1,8 +1,14 @@
 //! The E1/E2 gauges the alarms watch (`lambda::metrics`): the sweeper's embedded-metric-format
 //! line, its shape as CloudWatch reads it, and its counts taken from DynamoDB (moto).
 
+use std::sync::Arc;
+
+use bcdi_shared::adapters::dynamodb::{create_table, DynamoDbStore};
 use bcdi_shared::domain::{Instant, Status};
 use bcdi_shared::lambda::metrics::{FailedCounts, ESTABLISHMENTS_IN_E1, ESTABLISHMENTS_IN_E2};
+use bcdi_shared::lambda::notifications::Sweeper;
+use bcdi_shared::notify::{NotificationSettings, Notifier};
+use bcdi_shared::ports::EstablishmentStore;
 use bcdi_tests::moto;
 use bcdi_tests::store_suite::{new_establishment, CREATED_AT};
 use serde_json::{json, Value};
@@ -84,4 +90,62 @@ async fn gauges_count_the_establishments_in_e1_and_e2_now_on_dynamodb() {
     // Then the line carries the establishments in each status now
     assert_eq!(emf[ESTABLISHMENTS_IN_E1], 2);
     assert_eq!(emf[ESTABLISHMENTS_IN_E2], 1);
+}
+
+#[tokio::test]
+async fn each_sweeper_run_writes_one_line_of_the_gauges_now() {
+    // Given the scheduled sweeper on a table with one establishment in E2, no webhook set
+    let client = moto::dynamodb_client().await;
+    let table = moto::unique_table_name("sweeper-gauges");
+    create_table(&client, &table)
+        .await
+        .expect("the table is created");
+    let store = Arc::new(DynamoDbStore::new(client, table));
+    let settings = NotificationSettings::from_lookup(|_| None).expect("no webhook is valid");
+    let sweeper = Sweeper {
+        notifier: Notifier::new(store.clone(), settings).expect("a notifier"),
+        establishments: store.clone(),
+        metrics_namespace: "BCDI/test-stack".to_owned(),
+    };
+    let mut e2 = new_establishment("9710002A", "e2");
+    e2.status = Status::MountFailed;
+    e2.next_step_at = None;
+    store.create(&e2).await.expect("it is created");
+
+    // When it runs twice, the establishment retried in between
+    let mut first = Vec::new();
+    sweeper
+        .run_once(&mut first)
+        .await
+        .expect("the sweep succeeds");
+    let retry = e2
+        .transition(Status::Mounting, Instant::from_unix(CREATED_AT + 60))
+        .expect("E2 can be retried");
+    store
+        .transition(&e2.rne, &retry)
+        .await
+        .expect("it is retried");
+    let mut second = Vec::new();
+    sweeper
+        .run_once(&mut second)
+        .await
+        .expect("the sweep succeeds");
+
+    // Then each run wrote exactly one newline-terminated EMF line in the sweeper's namespace,
+    // with the counts of that moment
+    for (output, in_e2) in [(&first, 1), (&second, 0)] {
+        let text = String::from_utf8(output.clone()).expect("UTF-8");
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        assert!(text.ends_with('\n'), "{text}");
+        let emf: Value = serde_json::from_str(text.trim_end()).expect("the line is JSON");
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "BCDI/test-stack"
+        );
+        assert!(emf["_aws"]["Timestamp"]
+            .as_u64()
+            .is_some_and(|ms| ms > AT_MILLIS / 2));
+        assert_eq!(emf[ESTABLISHMENTS_IN_E1], 0);
+        assert_eq!(emf[ESTABLISHMENTS_IN_E2], in_e2);
+    }
 }

@@ -59,10 +59,16 @@ impl FailedCounts {
     }
 }
 
-/// Counts the failed establishments and writes their EMF line to standard output, where Lambda
-/// sends it to the function's log group as is. A store failure is logged and publishes nothing:
-/// the alarms then see missing data, which they report (docs/operations.md).
-pub async fn publish_failed_counts(store: &dyn EstablishmentStore, namespace: &str) {
+/// Counts the failed establishments and writes their EMF line, newline-terminated, to `out`:
+/// standard output in Lambda, which sends it to the function's log group as is (a function
+/// on an OS-only runtime has its output kept unchanged in the JSON log format). A store failure
+/// is logged and publishes nothing: the alarms then see missing data, which they report
+/// (docs/operations.md).
+pub async fn publish_failed_counts(
+    store: &dyn EstablishmentStore,
+    namespace: &str,
+    out: &mut (dyn Write + Send),
+) {
     match FailedCounts::read(store).await {
         Ok(counts) => {
             let millis = std::time::SystemTime::now()
@@ -71,8 +77,8 @@ pub async fn publish_failed_counts(store: &dyn EstablishmentStore, namespace: &s
                 .unwrap_or_default();
             // One write of the whole line, so that no other log line lands inside it.
             let line = format!("{}\n", counts.emf_line(namespace, millis));
-            if let Err(error) = std::io::stdout().lock().write_all(line.as_bytes()) {
-                tracing::warn!(%error, "failed counts not published: stdout");
+            if let Err(error) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                tracing::warn!(%error, "failed counts not published: output");
             }
         }
         Err(error) => tracing::warn!(%error, "failed counts not published: store unavailable"),

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io::Write;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -49,6 +50,16 @@ pub struct Sweeper {
     pub metrics_namespace: String,
 }
 
+impl Sweeper {
+    /// One scheduled run: sends what is due, then writes the E1/E2 gauges' line to `out` (even
+    /// when the sweep failed: they come from another query). The sweep's result is the run's.
+    pub async fn run_once(&self, out: &mut (dyn Write + Send)) -> Result<Round, Diagnostic> {
+        let round = sweep(&self.notifier).await;
+        metrics::publish_failed_counts(&*self.establishments, &self.metrics_namespace, out).await;
+        round
+    }
+}
+
 /// The sweeper, configured from the environment.
 pub async fn sweeper_from_env() -> Result<Sweeper, ConfigError> {
     let (notifier, store) = notifier_and_store_from_env().await?;
@@ -70,19 +81,14 @@ pub async fn run_stream_notifier() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// The scheduled sweeper, until the runtime stops: each run sends what is due, then publishes
-/// the E1/E2 gauges (even when the sweep failed: they come from another query).
+/// The scheduled sweeper, until the runtime stops: each run is [`Sweeper::run_once`], its
+/// gauges written to standard output.
 pub async fn run_sweeper() -> Result<(), lambda_runtime::Error> {
     telemetry::init(telemetry::Format::from_env(telemetry::Format::Json));
     let sweeper = sweeper_from_env().await?;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let sweeper = sweeper.clone();
-        async move {
-            let round = sweep(&sweeper.notifier).await;
-            metrics::publish_failed_counts(&*sweeper.establishments, &sweeper.metrics_namespace)
-                .await;
-            round
-        }
+        async move { sweeper.run_once(&mut std::io::stdout()).await }
     }))
     .await
 }
