@@ -666,6 +666,21 @@ fn base_archive(dir: &Path, name: &str, folder: &str, notices_bytes: u64) -> Pat
     path
 }
 
+/// An archive that is a valid ZIP but no BCDI backup: no `NOTICES.DAT`.
+fn archive_without_notices(dir: &Path, name: &str) -> PathBuf {
+    use zip::write::SimpleFileOptions;
+
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).expect("an archive file");
+    let mut zip = zip::ZipWriter::new(file);
+    zip.start_file("photos/LISEZMOI.TXT", SimpleFileOptions::default())
+        .expect("an entry");
+    zip.write_all("Pas une sauvegarde BCDI.\r\n".as_bytes())
+        .expect("entry bytes");
+    zip.finish().expect("the archive is written");
+    path
+}
+
 fn screenshots_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
     // <target>/debug/deps/browser-<hash> → <target>/browser
@@ -725,6 +740,44 @@ async fn stored_parts(server: &Server, token: &str, file_id: &str) -> Option<BTr
             .filter_map(|part| part["part"].as_u64())
             .collect(),
     )
+}
+
+/// The page's live region after « Envoyer », as the school reads it (`web/upload/status.js`).
+const MOUNTING: &str = "Vos bases ont été reçues ; vérification et installation en cours…";
+const READY: &str = "C'est terminé : votre serveur BCDI est prêt.";
+const FAILED: &str = "Vos bases n'ont pas pu être installées.";
+
+/// Records every state and title the result region shows from now on, so that a test can tell
+/// the order of what the page said, however short each lasted.
+async fn record_result_region(browser: &Browser) {
+    let role = browser
+        .js(
+            "const result = document.querySelector('#result'); \
+             window.bcdiSeen = []; \
+             const record = () => { \
+               const entry = (result.dataset.state || '') + '|' + \
+                 document.querySelector('#result-title').textContent; \
+               if (window.bcdiSeen[window.bcdiSeen.length - 1] !== entry) window.bcdiSeen.push(entry); \
+             }; \
+             new MutationObserver(record).observe(result, \
+               {attributes: true, childList: true, subtree: true, characterData: true}); \
+             return [result.getAttribute('role'), result.getAttribute('aria-live')];",
+        )
+        .await;
+    assert_eq!(
+        role,
+        json!(["status", "polite"]),
+        "the result is a live region"
+    );
+}
+
+async fn result_region_history(browser: &Browser) -> Vec<String> {
+    let seen = browser.js("return window.bcdiSeen").await;
+    seen.as_array()
+        .expect("the recorded entries")
+        .iter()
+        .filter_map(|entry| entry.as_str().map(str::to_owned))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -927,34 +980,71 @@ async fn a_school_uploads_three_bases_in_the_frame_resumes_after_a_reload_and_se
             .screenshot_frame(&screenshots_dir().join("upload.png"))
             .await;
 
-        // "Envoyer": mounting starts, and the page says so in French.
+        // "Envoyer": mounting starts, and the page follows it in its live region, in French,
+        // until the sandbox agent has mounted the bases: status 3, then 4.
+        record_result_region(&browser).await;
         browser.click("#submit").await;
         browser
             .wait_until(
-                "the submit answer",
-                "return !document.querySelector('#result').hidden",
+                "the page to say the bases are being checked and mounted",
+                &format!(
+                    "return document.querySelector('#result').textContent.includes({MOUNTING:?})"
+                ),
                 Duration::from_secs(20),
             )
             .await;
-        let result = browser
-            .js("return document.querySelector('#result-text').textContent")
-            .await;
-        assert!(
-            result
-                .as_str()
-                .unwrap()
-                .contains("en cours de vérification et d'installation"),
-            "{result}"
+        assert_eq!(
+            browser.js("return document.activeElement.id").await,
+            "result",
+            "focus moves to the outcome when « Envoyer » is disabled"
         );
         browser
             .screenshot_frame(&screenshots_dir().join("submitted.png"))
             .await;
+        browser
+            .wait_until(
+                "the page to say the server is ready",
+                "return document.querySelector('#result').dataset.state === 'ready'",
+                Duration::from_secs(300),
+            )
+            .await;
+        let seen = result_region_history(&browser).await;
+        let three = seen
+            .iter()
+            .position(|entry| entry == &format!("mounting|{MOUNTING}"));
+        let four = seen
+            .iter()
+            .position(|entry| entry == &format!("ready|{READY}"));
+        assert!(
+            matches!((three, four), (Some(three), Some(four)) if three < four),
+            "the live region did not show status 3 then 4: {seen:?}"
+        );
+        let shown = browser
+            .js("return document.querySelector('#result').textContent")
+            .await;
+        let shown = shown.as_str().unwrap_or_default();
+        assert!(
+            shown.contains("Votre serveur BCDI est prêt")
+                && shown.contains("« Principale »")
+                && shown.contains("« Manuels »"),
+            "{shown}"
+        );
+        assert_eq!(
+            browser
+                .js("return document.querySelector('#submit').disabled")
+                .await,
+            true,
+            "nothing more to send once the bases are mounted"
+        );
+        browser
+            .screenshot_frame(&screenshots_dir().join("mounted.png"))
+            .await;
     })
     .await;
 
-    // Status 3 then 4, through the sandbox agent; the history keeps both, in order.
+    // The page's 4 is the service's: the history keeps 3 then 4, in order.
     server
-        .wait_for_status(RNE, "4", Duration::from_secs(180))
+        .wait_for_status(RNE, "4", Duration::from_secs(10))
         .await;
     let (status, history) = server
         .call(
@@ -1004,6 +1094,176 @@ async fn a_school_uploads_three_bases_in_the_frame_resumes_after_a_reload_and_se
         ],
         "{establishment}"
     );
+}
+
+#[tokio::test]
+async fn a_base_without_notices_dat_is_refused_in_french_and_the_school_uploads_again() {
+    let _serial = serial();
+    let parent = ParentPage::start([127, 0, 0, 2]).await;
+    let server = Server::start(&parent.origin).await;
+    server.installed_establishment(RNE).await;
+    let (url, token) = server.upload_session(RNE).await;
+
+    let files = ScratchDir::new("archives");
+    let wrong = archive_without_notices(files.path(), "data.zip");
+    let right = base_archive(files.path(), "principale.zip", "data", MIB);
+
+    let parent_url = parent.frame(&url);
+    let server = &server;
+    let token = &token;
+    with_browser(|browser| async move {
+        browser.open_framed(&parent_url).await;
+        assert_eq!(
+            browser.js("return document.body.dataset.state").await,
+            "ready"
+        );
+
+        // An archive that is no BCDI backup goes through the upload: only the mounting's
+        // archive check can tell.
+        browser.choose_files(&[&wrong]).await;
+        browser
+            .wait_until(
+                "one row of bases",
+                "return document.querySelectorAll('#bases-body tr').length === 1",
+                Duration::from_secs(10),
+            )
+            .await;
+        browser.click("#upload").await;
+        browser
+            .wait_until(
+                "the send button to be enabled",
+                "return !document.querySelector('#submit').disabled",
+                Duration::from_secs(60),
+            )
+            .await;
+        record_result_region(&browser).await;
+        browser.click("#submit").await;
+        browser
+            .wait_until(
+                "the page to say the bases could not be used",
+                "return document.querySelector('#result').dataset.state === 'failed'",
+                Duration::from_secs(120),
+            )
+            .await;
+
+        // The service's E2 and its reason, as the upload token reads them.
+        let (status, session) = server.call("GET", "/v1/upload/session", token, None).await;
+        assert_eq!(status, 200, "{session}");
+        assert_eq!(session["establishment"]["status"], "E2", "{session}");
+        assert_eq!(
+            session["establishment"]["error"]["reason"], "missing_notices_dat",
+            "{session}"
+        );
+        assert!(session["establishment"].get("connection").is_none());
+
+        // The page said 3 then E2, with the reason in French and the way out.
+        let seen = result_region_history(&browser).await;
+        let three = seen
+            .iter()
+            .position(|entry| entry == &format!("mounting|{MOUNTING}"));
+        let failed = seen
+            .iter()
+            .position(|entry| entry == &format!("failed|{FAILED}"));
+        assert!(
+            matches!((three, failed), (Some(three), Some(failed)) if three < failed),
+            "the live region did not show status 3 then E2: {seen:?}"
+        );
+        let shown = browser
+            .js(
+                "return {text: document.querySelector('#result').textContent, \
+                 focus: document.activeElement.id, \
+                 again: !document.querySelector('#again').hidden \
+                   && !document.querySelector('#again').disabled, \
+                 received: document.querySelector('#received').textContent, \
+                 remove: !document.querySelector('#received li button').disabled, \
+                 picker: !!document.querySelector('#dashboard .uppy-Dashboard-browse')}",
+            )
+            .await;
+        let text = shown["text"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("« Principale » (data.zip)")
+                && text.contains("ne contient pas de fichier NOTICES.DAT")
+                && text.contains("cliquez de nouveau sur « Envoyer »"),
+            "{shown}"
+        );
+        assert_eq!(shown["focus"], "result", "{shown}");
+        assert_eq!(shown["again"], true, "{shown}");
+        assert!(
+            shown["received"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("n'a pas pu être utilisée"),
+            "the refused archive is marked in the received list: {shown}"
+        );
+        assert_eq!(shown["remove"], true, "{shown}");
+        assert_eq!(shown["picker"], true, "{shown}");
+        browser
+            .screenshot_frame(&screenshots_dir().join("refused.png"))
+            .await;
+
+        // The way out, by keyboard: « Choisir d'autres archives » leads to the file picker.
+        browser.click("#again").await;
+        assert_eq!(
+            browser
+                .js("return document.activeElement.classList.contains('uppy-Dashboard-browse')")
+                .await,
+            true
+        );
+
+        // Remove the refused archive, send the right one: 3 then 4.
+        browser.click("#received li button").await;
+        browser
+            .wait_until(
+                "the refused archive to be removed",
+                "return document.querySelectorAll('#received li').length === 0",
+                Duration::from_secs(10),
+            )
+            .await;
+        browser.choose_files(&[&right]).await;
+        browser
+            .wait_until(
+                "one row of bases",
+                "return document.querySelectorAll('#bases-body tr').length === 1",
+                Duration::from_secs(10),
+            )
+            .await;
+        browser.click("#upload").await;
+        browser
+            .wait_until(
+                "the send button to be enabled",
+                "return !document.querySelector('#submit').disabled",
+                Duration::from_secs(60),
+            )
+            .await;
+        record_result_region(&browser).await;
+        browser.click("#submit").await;
+        browser
+            .wait_until(
+                "the page to say the server is ready",
+                "return document.querySelector('#result').dataset.state === 'ready'",
+                Duration::from_secs(300),
+            )
+            .await;
+        let seen = result_region_history(&browser).await;
+        assert_eq!(
+            seen.iter().position(|entry| entry.starts_with("failed|")),
+            None,
+            "the earlier E2 was taken for this submit's outcome: {seen:?}"
+        );
+        let three = seen
+            .iter()
+            .position(|entry| entry == &format!("mounting|{MOUNTING}"));
+        let four = seen
+            .iter()
+            .position(|entry| entry == &format!("ready|{READY}"));
+        assert!(
+            matches!((three, four), (Some(three), Some(four)) if three < four),
+            "{seen:?}"
+        );
+    })
+    .await;
+    let establishment = server.establishment(RNE).await;
+    assert_eq!(establishment["status"], "4", "{establishment}");
 }
 
 #[tokio::test]
