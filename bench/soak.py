@@ -11,6 +11,10 @@ Workers (threads, one keep-alive connection each) loop over a weighted mix:
 One more thread is the hosting agent: it claims install and mount jobs (operator key) and
 succeeds them, so that establishments go 1 → 2 → 3 → 4 as on a real deployment.
 
+With --data-dir, each report also counts the workflow executions still running (most wait for
+the agent's callback), read from the server's workflows.sqlite3: what memory would grow with
+if the executor kept them in memory.
+
 Loopback only, bounded by --seconds. Standard library only.
 """
 
@@ -20,6 +24,7 @@ import io
 import json
 import os
 import random
+import sqlite3
 import sys
 import threading
 import time
@@ -115,6 +120,20 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def running_executions(data_dir):
+    """Executions RUNNING in the server's workflow store, or None without --data-dir."""
+    if not data_dir:
+        return None
+    try:
+        db = sqlite3.connect(f"file:{data_dir}/workflows.sqlite3?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute("SELECT count(*) FROM asl_executions WHERE status = 'RUNNING'").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
 
 
 class Soak:
@@ -244,6 +263,9 @@ class Soak:
         kinds = sorted(window)
         total = sum(len(values) for values in window.values())
         line = f"{elapsed:6.0f} s  rss {rss_kib(self.args.pid) / 1024:7.1f} MiB  {total / self.args.interval:7.1f} req/s"
+        running = running_executions(self.args.data_dir)
+        if running is not None:
+            line += f"  executions running {running}"
         print(line)
         for kind in kinds:
             values = window[kind]
@@ -304,6 +326,9 @@ class Soak:
                   f"  p99 {percentile(values, 0.99):7.1f} ms  max {max(values) * 1000:7.1f} ms")
         print(f"  5xx and client errors: {self.stats.errors or 'none'}")
         print(f"  rss at end: {rss_kib(self.args.pid) / 1024:.1f} MiB")
+        running = running_executions(self.args.data_dir)
+        if running is not None:
+            print(f"  executions running at end: {running}")
         lost = self.verify()
         print(f"read back: {len(self.accepted)} accepted establishments, "
               f"{sum(len(ids) for ids in self.files.values())} completed files; lost: {len(lost)}")
@@ -321,6 +346,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=300)
     parser.add_argument("--interval", type=int, default=30)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--data-dir", help="the server's DATA_DIR, to count running executions")
     sys.exit(Soak(parser.parse_args()).run())
 
 

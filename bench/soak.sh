@@ -2,8 +2,9 @@
 # A bounded soak of the local server: a release `bcdi-hosting serve` (its own data directory,
 # SQLite, embedded storage and workflows) under mixed GET / POST / upload traffic for 5
 # minutes, with this script as the hosting agent (SANDBOX_AGENT=off), reporting every 30 s the
-# server's resident memory (VmRSS) and the latency of each kind of request, then checking that
-# every accepted POST reads back. BENCHMARKS.md records its figures.
+# server's resident memory (VmRSS), the workflow executions still running and the latency of
+# each kind of request, then checking that every accepted POST reads back. BENCHMARKS.md records
+# its figures.
 #
 #   bench/soak.sh [seconds=300] [workers=8] [interval=30]
 #
@@ -51,7 +52,8 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 rc=0
 python3 bench/soak.py --port "$port" --pid "$server_pid" --cyber-key "$cyber_key" \
     --operator-key "$operator_key" --seconds "$seconds" --workers "$workers" \
-    --interval "$interval" || rc=$?
+    --interval "$interval" --data-dir "$data_dir" || rc=$?
+echo "machine load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server warnings and errors: $(grep -c -E 'WARN|ERROR' "$data_dir/server.log" || true)"
 grep -E 'ERROR' "$data_dir/server.log" | head -5 || true
 exit "$rc"
