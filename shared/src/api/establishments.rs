@@ -218,34 +218,69 @@ fn timing(establishment: &Establishment) -> Value {
 }
 
 /// The establishment as the Cyberlibrairie and the school see it. Never the licence code.
-fn view(establishment: &Establishment, now: Instant) -> Value {
-    let timing = timing(establishment);
-    let mut body = json!({
-        "rne": establishment.rne,
-        "status": establishment.status,
-        "timestamp": timing["timestamp"],
-        "next_step_at": timing["next_step_at"],
-        "status_changed_at": establishment.status_changed_at.rfc3339(),
-        "message": messages::for_school(establishment, now),
-        "version": establishment.version,
-        "agricole": establishment.agricole,
-        "bases": establishment.bases,
-    });
-    if let (Status::Ready, Some(connection)) = (establishment.status, &establishment.connection) {
-        body["connection"] = json!({
-            "host": connection.host,
-            "port": connection.port,
-            "client_download_url": connection.client_download_url,
-        });
+/// Written straight from this struct (building a `serde_json::Value` first was a tenth of the
+/// server's time per request); the fields keep the alphabetical order `Value` printed.
+#[derive(serde::Serialize)]
+struct View<'a> {
+    agricole: bool,
+    /// A `Value` so that each base's keys stay sorted too.
+    bases: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<ConnectionView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorView<'a>>,
+    message: String,
+    next_step_at: Option<String>,
+    rne: &'a Rne,
+    status: Status,
+    status_changed_at: String,
+    timestamp: Option<i64>,
+    version: Version,
+}
+
+#[derive(serde::Serialize)]
+struct ConnectionView<'a> {
+    client_download_url: &'a str,
+    host: &'a str,
+    port: u16,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorView<'a> {
+    code: Status,
+    detail: &'a str,
+    reason: &'a str,
+}
+
+fn view(establishment: &Establishment, now: Instant) -> View<'_> {
+    let next_step_at = establishment
+        .next_step_at
+        .filter(|_| establishment.status.has_next_step());
+    View {
+        agricole: establishment.agricole,
+        bases: json!(establishment.bases),
+        connection: match (establishment.status, &establishment.connection) {
+            (Status::Ready, Some(connection)) => Some(ConnectionView {
+                client_download_url: &connection.client_download_url,
+                host: &connection.host,
+                port: connection.port,
+            }),
+            _ => None,
+        },
+        error: match (establishment.status, &establishment.failure) {
+            (Status::InstallFailed | Status::MountFailed, Some(failure)) => Some(ErrorView {
+                code: establishment.status,
+                detail: &failure.detail,
+                reason: &failure.reason,
+            }),
+            _ => None,
+        },
+        message: messages::for_school(establishment, now),
+        next_step_at: next_step_at.map(Instant::rfc3339),
+        rne: &establishment.rne,
+        status: establishment.status,
+        status_changed_at: establishment.status_changed_at.rfc3339(),
+        timestamp: next_step_at.map(Instant::unix),
+        version: establishment.version,
     }
-    if let (Status::InstallFailed | Status::MountFailed, Some(failure)) =
-        (establishment.status, &establishment.failure)
-    {
-        body["error"] = json!({
-            "code": establishment.status,
-            "reason": failure.reason,
-            "detail": failure.detail,
-        });
-    }
-    body
 }

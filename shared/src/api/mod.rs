@@ -141,8 +141,14 @@ impl App {
 }
 
 /// A JSON response with the contract's content type; never cached, as bodies may hold keys.
-pub fn json(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut response = Response::new(Bytes::from(body.to_string()));
+/// `body` is written straight out: a typed view need not become a `serde_json::Value` first.
+pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let body = match serde_json::to_vec(body) {
+        Ok(body) => body,
+        // Only a map whose keys are not strings fails, and no response holds one.
+        Err(error) => return ApiError::unavailable(&error).into_response(),
+    };
+    let mut response = Response::new(Bytes::from(body));
     *response.status_mut() = status;
     response
         .headers_mut()
