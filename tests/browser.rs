@@ -150,6 +150,7 @@ fn server_binary() -> &'static Path {
 struct Server {
     base: String,
     cyber_key: String,
+    operator_key: String,
     http: reqwest::Client,
     _process: Group,
     _data: ScratchDir,
@@ -157,6 +158,11 @@ struct Server {
 
 impl Server {
     async fn start(allowed_frame_origins: &str) -> Self {
+        Self::start_with(allowed_frame_origins, &[]).await
+    }
+
+    /// The server with more environment variables (e.g. `SANDBOX_AGENT=off`).
+    async fn start_with(allowed_frame_origins: &str, env: &[(&str, &str)]) -> Self {
         let binary = server_binary();
         let data = ScratchDir::new("data");
         let port = free_port([127, 0, 0, 1]);
@@ -173,6 +179,7 @@ impl Server {
                 .env("ALLOWED_FRAME_ORIGINS", allowed_frame_origins)
                 .env("UPLOAD_PART_SIZE", PART_SIZE.to_string())
                 .env("NO_COLOR", "1")
+                .envs(env.iter().copied())
                 .env_remove("STORAGE_ORIGIN")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("a log file"))
@@ -181,6 +188,7 @@ impl Server {
         let server = Self {
             base: format!("http://127.0.0.1:{port}"),
             cyber_key,
+            operator_key,
             http: reqwest::Client::new(),
             _process: process,
             _data: data,
@@ -284,6 +292,45 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    /// Without the sandbox agent: plays the hosting agent for the installation only, so that
+    /// the establishment reaches status 2 and a later mounting stays in 3.
+    async fn installed_by_hand(&self, rne: &str) {
+        let licence = json!({"rne": rne, "griffe": "Collège Jean Moulin", "code": "ABCDEFGH",
+                             "version": "CL"});
+        let (status, body) = self
+            .call("POST", "/v1/establishments", &self.cyber_key, Some(licence))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let job = loop {
+            let (status, job) = self
+                .call(
+                    "POST",
+                    "/v1/agent/jobs/claim",
+                    &self.operator_key,
+                    Some(json!({"kinds": ["install"], "wait_seconds": 5})),
+                )
+                .await;
+            if status == 200 {
+                break job;
+            }
+            assert_eq!(status, 204, "{job}");
+            assert!(Instant::now() < deadline, "no install job was offered");
+        };
+        let id = job["id"].as_str().expect("a job id");
+        let (status, body) = self
+            .call(
+                "POST",
+                &format!("/v1/agent/jobs/{id}/succeed"),
+                &self.operator_key,
+                Some(json!({"result": {"host": "bcdi-test.example.org", "port": 8000}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        self.wait_for_status(rne, "2", Duration::from_secs(60))
+            .await;
     }
 
     /// A new upload session: the iframe URL and its token.
@@ -558,6 +605,14 @@ impl Browser {
             .expect("chromedriver sets network conditions");
     }
 
+    /// Cuts the page and its frames off the network, or puts them back.
+    async fn offline(&self, offline: bool) {
+        self.client()
+            .issue_cmd(Offline(offline))
+            .await
+            .expect("chromedriver sets network conditions");
+    }
+
     /// A PNG of the iframe as the parent page shows it.
     async fn screenshot_frame(&self, path: &Path) {
         self.client()
@@ -608,6 +663,30 @@ impl WebDriverCompatibleCommand for NetworkConditions {
             ),
             None => (http::Method::DELETE, None),
         }
+    }
+}
+
+/// The same command, for a network that is down (`true`) or back up (`false`).
+#[derive(Debug)]
+struct Offline(bool);
+
+impl WebDriverCompatibleCommand for Offline {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        NetworkConditions(None).endpoint(base_url, session_id)
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let conditions = json!({"network_conditions": {
+            "offline": self.0,
+            "latency": 0,
+            "download_throughput": 50 * MIB,
+            "upload_throughput": 50 * MIB,
+        }});
+        (http::Method::POST, Some(conditions.to_string()))
     }
 }
 
@@ -1264,6 +1343,110 @@ async fn a_base_without_notices_dat_is_refused_in_french_and_the_school_uploads_
     .await;
     let establishment = server.establishment(RNE).await;
     assert_eq!(establishment["status"], "4", "{establishment}");
+}
+
+#[tokio::test]
+async fn while_mounting_the_page_rides_out_a_network_cut_and_says_in_french_when_the_session_ends()
+{
+    let _serial = serial();
+    let parent = ParentPage::start([127, 0, 0, 2]).await;
+    // No agent mounts anything: the establishment stays in 3 while the page follows it, until
+    // the short session ends.
+    let server = Server::start_with(
+        &parent.origin,
+        &[("SANDBOX_AGENT", "off"), ("UPLOAD_SESSION_SECONDS", "90")],
+    )
+    .await;
+    server.installed_by_hand(RNE).await;
+    let (url, _token) = server.upload_session(RNE).await;
+    let files = ScratchDir::new("archives");
+    let data = base_archive(files.path(), "data.zip", "data", MIB);
+
+    let parent_url = parent.frame(&url);
+    with_browser(|browser| async move {
+        browser.open_framed(&parent_url).await;
+        browser.choose_files(&[&data]).await;
+        browser
+            .wait_until(
+                "one row of bases",
+                "return document.querySelectorAll('#bases-body tr').length === 1",
+                Duration::from_secs(10),
+            )
+            .await;
+        browser.click("#upload").await;
+        browser
+            .wait_until(
+                "the send button to be enabled",
+                "return !document.querySelector('#submit').disabled",
+                Duration::from_secs(60),
+            )
+            .await;
+        browser.click("#submit").await;
+        browser
+            .wait_until(
+                "the page to say the bases are being checked and mounted",
+                &format!(
+                    "return document.querySelector('#result').textContent.includes({MOUNTING:?})"
+                ),
+                Duration::from_secs(20),
+            )
+            .await;
+
+        // The network goes down: reads fail, the page says it is trying again, and carries on
+        // once the network is back.
+        browser.offline(true).await;
+        browser
+            .wait_until(
+                "the page to say the connection is interrupted",
+                "return document.querySelector('#result-note').textContent.includes('connexion')",
+                Duration::from_secs(30),
+            )
+            .await;
+        browser.offline(false).await;
+        browser
+            .wait_until(
+                "the page to read the status again",
+                "return document.querySelector('#result-note').textContent === ''",
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(
+            browser
+                .js("return document.querySelector('#result').dataset.state")
+                .await,
+            "mounting"
+        );
+
+        // The session ends while the bases are still being mounted: the page stops and says so.
+        browser
+            .wait_until(
+                "the page to say the session expired",
+                "return document.querySelector('#alert').textContent.includes('session')",
+                Duration::from_secs(120),
+            )
+            .await;
+        let alert = browser
+            .js("return document.querySelector('#alert').textContent")
+            .await;
+        assert_eq!(
+            alert,
+            "Votre session d'envoi a expiré : cette page ne peut plus suivre l'installation de \
+             vos bases. La Cyberlibrairie affiche l'état de votre serveur ; pour envoyer \
+             d'autres archives, rouvrez la page depuis la Cyberlibrairie."
+        );
+        // It has stopped reading: no request after the expiry.
+        let reads = "return performance.getEntriesByType('resource')\
+                     .filter((entry) => entry.name.includes('/upload/session')).length";
+        let before = browser.js(reads).await;
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(
+            browser.js(reads).await,
+            before,
+            "the page still polls after expiry"
+        );
+    })
+    .await;
+    assert_eq!(server.establishment(RNE).await["status"], "3");
 }
 
 #[tokio::test]
