@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use bcdi_hosting::asl::Status as ExecutionStatus;
 use bcdi_hosting::server;
 use bcdi_hosting::service::{self, LocalService};
 use bcdi_hosting::workflows::LocalWorkflows;
@@ -624,8 +625,9 @@ async fn an_installation_past_its_deadline_ends_in_e1_and_an_operator_retry_inst
         .await;
     assert_eq!(page["items"], json!([]));
 
-    // When an operator retries it, twice (one run starts)
-    for _ in 0..2 {
+    // When an operator retries it, twice (one run starts): the repeat gets the same attempt
+    // while that run has not moved the status, and is not ready once it has
+    for repeat in [false, true] {
         let (status, body) = service
             .post(
                 &format!("/v1/admin/establishments/{rne}/retry"),
@@ -633,6 +635,10 @@ async fn an_installation_past_its_deadline_ends_in_e1_and_an_operator_retry_inst
                 &json!({}),
             )
             .await;
+        if repeat && status == 409 {
+            assert_eq!(body["error"], "not_ready", "{body}");
+            continue;
+        }
         assert_eq!(status, 202, "{body}");
         assert_eq!(body["attempt"], 2);
     }
@@ -668,6 +674,70 @@ async fn an_installation_past_its_deadline_ends_in_e1_and_an_operator_retry_inst
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], "not_ready");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_whose_run_ended_at_its_first_step_is_taken_again_under_a_new_attempt() {
+    let dir = fresh_dir("workflow-stuck-retry");
+    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let rne = "0750654D";
+    let retry = format!("/v1/admin/establishments/{rne}/retry");
+
+    // Given an establishment whose installation failed under attempt 1
+    service.create(rne).await;
+    let job = service.claim_soon("install").await;
+    let (status, body) = service
+        .job_call(&job, "fail", &json!({"reason": "disk_full"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    service.wait_for_status(rne, "E1").await;
+
+    for (ended, next) in [(2, 3), (4, 5)] {
+        // And the run named by the attempt a retry would take ended at its first step, before
+        // recording that attempt: here its input names no attempt, which the step refuses for
+        // good, and the establishment stays in E1
+        let name = format!("{rne}-provisioning-{ended}");
+        {
+            let workflows = service.workflows.upgrade().expect("the service runs");
+            let executor = workflows.executor();
+            executor
+                .start(
+                    "provisioning",
+                    &name,
+                    json!({"rne": rne, "attempt": "none"}),
+                )
+                .await
+                .expect("started");
+            let finished = tokio::time::timeout(PATIENCE, executor.wait_until_finished(&name))
+                .await
+                .expect("the run ends in time")
+                .expect("the run is known");
+            assert_ne!(finished.status, ExecutionStatus::Running);
+        }
+        assert_eq!(service.establishment(rne).await["status"], "E1");
+
+        // When an operator retries
+        let (status, body) = service.post(&retry, &service.operator, &json!({})).await;
+
+        // Then the retry takes the attempt after that run's, and its run gives out a job
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["attempt"], next, "{body}");
+        let job = service.claim_soon("install").await;
+        let id = job["id"].as_str().unwrap_or_default();
+        assert!(id.starts_with(&format!("{rne}-install-{next}.")), "{job}");
+
+        // And when that installation fails as well, the establishment is back in E1
+        let (status, body) = service
+            .job_call(&job, "fail", &json!({"reason": "disk_full"}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        service.wait_for_status(rne, "E1").await;
+    }
+    assert_eq!(
+        service.history(rne).await,
+        ["1", "E1", "1", "E1", "1", "E1"]
+    );
     service.stop().await;
 }
 
@@ -883,9 +953,10 @@ async fn the_operators_listing_pages_with_a_cursor_and_refuses_bad_queries() {
 /// The Step Functions adapter against moto, with state machine execution enabled.
 mod step_functions {
     use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_sfn::types::ExecutionStatus;
     use bcdi_shared::adapters::step_functions::StepFunctions;
     use bcdi_shared::domain::Rne;
-    use bcdi_shared::ports::{TaskTokenError, WorkflowKind, WorkflowRun, Workflows};
+    use bcdi_shared::ports::{Started, TaskTokenError, WorkflowKind, WorkflowRun, Workflows};
     use bcdi_tests::moto;
     use serde_json::json;
 
@@ -901,13 +972,21 @@ mod step_functions {
 
     /// A state machine that waits, so that its executions stay running.
     async fn state_machine(client: &aws_sdk_sfn::Client) -> String {
+        let definition = json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 600, "End": true}}});
+        state_machine_of(client, definition).await
+    }
+
+    /// A state machine of `definition`, whose executions moto runs.
+    async fn state_machine_of(
+        client: &aws_sdk_sfn::Client,
+        definition: serde_json::Value,
+    ) -> String {
         reqwest::Client::new()
             .post(format!("{}/moto-api/config", moto::endpoint()))
             .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
             .send()
             .await
             .expect("moto configured");
-        let definition = json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 600, "End": true}}});
         client
             .create_state_machine()
             .name(moto::unique_table_name("provisioning"))
@@ -931,16 +1010,11 @@ mod step_functions {
             attempt: 1,
         };
 
-        // When the same run is started twice, then with another input
-        workflows.start(&run, json!({})).await.expect("started");
-        workflows
-            .start(&run, json!({}))
-            .await
-            .expect("started again");
-        workflows
-            .start(&run, json!({"other": true}))
-            .await
-            .expect("ExecutionAlreadyExists is success");
+        // When the same run is started twice, then with another input, while it runs
+        for input in [json!({}), json!({}), json!({"other": true})] {
+            let started = workflows.start(&run, input).await.expect("started");
+            assert_eq!(started, Started::Running);
+        }
 
         // Then one execution runs, named by establishment, kind and attempt, with its input
         let executions = client
@@ -961,6 +1035,60 @@ mod step_functions {
         let input: serde_json::Value =
             serde_json::from_str(described.input().unwrap_or("{}")).expect("JSON input");
         assert_eq!(input, json!({"rne": "0750655E", "attempt": 1}));
+    }
+
+    #[tokio::test]
+    async fn a_run_that_has_ended_cannot_start_again_and_says_so() {
+        // Given a state machine that fails at once, and its run for attempt 2, ended
+        let client = client(&moto::endpoint());
+        let definition = json!({"StartAt": "Fail", "States": {"Fail": {"Type": "Fail", "Error": "BeginFailed"}}});
+        let arn = state_machine_of(&client, definition).await;
+        let workflows = StepFunctions::new(client.clone(), arn.clone(), arn.clone());
+        let run = WorkflowRun {
+            kind: WorkflowKind::Provisioning,
+            rne: Rne::parse("0750655E").expect("an RNE"),
+            attempt: 2,
+        };
+        let started = workflows.start(&run, json!({})).await.expect("started");
+        assert_eq!(started, Started::Running);
+        let execution_arn = client
+            .list_executions()
+            .state_machine_arn(&arn)
+            .send()
+            .await
+            .expect("executions")
+            .executions[0]
+            .execution_arn
+            .clone();
+        let mut status = ExecutionStatus::Running;
+        for _ in 0..600 {
+            let described = client
+                .describe_execution()
+                .execution_arn(&execution_arn)
+                .send()
+                .await
+                .expect("described");
+            status = described.status().clone();
+            if status != ExecutionStatus::Running {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, ExecutionStatus::Failed);
+
+        // When it is started again
+        let again = workflows.start(&run, json!({})).await.expect("answered");
+
+        // Then nothing starts, and the caller learns that this name has run its course
+        assert_eq!(again, Started::Ended);
+        let executions = client
+            .list_executions()
+            .state_machine_arn(&arn)
+            .send()
+            .await
+            .expect("executions")
+            .executions;
+        assert_eq!(executions.len(), 1);
     }
 
     #[tokio::test]

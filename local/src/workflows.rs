@@ -7,12 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bcdi_shared::ports::{TaskTokenError, WorkflowError, WorkflowKind, WorkflowRun, Workflows};
+use bcdi_shared::ports::{
+    Started, TaskTokenError, WorkflowError, WorkflowKind, WorkflowRun, Workflows,
+};
 use bcdi_shared::steps::{Step, Steps};
 use serde_json::Value;
 
 use crate::asl::{
-    Executor, ExecutorError, ExecutorOptions, Functions, StateMachineSource, TaskError, TokenError,
+    Executor, ExecutorError, ExecutorOptions, Functions, StartOutcome, StateMachineSource,
+    Status as ExecutionStatus, TaskError, TokenError,
 };
 
 /// The state machines, as deployed.
@@ -89,13 +92,27 @@ impl Functions for LocalSteps {
 
 #[async_trait]
 impl Workflows for LocalWorkflows {
-    async fn start(&self, run: &WorkflowRun, input: Value) -> Result<(), WorkflowError> {
-        // An execution of that name exists already: started once, as with Step Functions.
-        self.executor
-            .start(run.kind.as_str(), &run.name(), run.input(input))
+    async fn start(&self, run: &WorkflowRun, input: Value) -> Result<Started, WorkflowError> {
+        let name = run.name();
+        let outcome = self
+            .executor
+            .start(run.kind.as_str(), &name, run.input(input))
             .await
-            .map(|_| ())
-            .map_err(|error| WorkflowError(error.to_string()))
+            .map_err(|error| WorkflowError(error.to_string()))?;
+        if outcome == StartOutcome::Started {
+            return Ok(Started::Running);
+        }
+        // An execution of that name exists already: started once, as with Step Functions; if it
+        // has ended, that name can never run again.
+        let existing = self
+            .executor
+            .describe(&name)
+            .await
+            .map_err(|error| WorkflowError(error.to_string()))?;
+        Ok(match existing {
+            Some(execution) if execution.status != ExecutionStatus::Running => Started::Ended,
+            _ => Started::Running,
+        })
     }
 
     async fn send_task_success(&self, token: &str, output: &Value) -> Result<(), TaskTokenError> {

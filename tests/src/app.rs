@@ -15,7 +15,8 @@ use bcdi_shared::api::App;
 use bcdi_shared::config::Config;
 use bcdi_shared::domain::Secret;
 use bcdi_shared::ports::{
-    EstablishmentStore, Storage, TaskTokenError, UploadStore, WorkflowError, WorkflowRun, Workflows,
+    EstablishmentStore, Started, Storage, TaskTokenError, UploadStore, WorkflowError, WorkflowRun,
+    Workflows,
 };
 use serde_json::{json, Value};
 
@@ -31,6 +32,8 @@ pub struct RecordingWorkflows {
     calls: Mutex<Vec<WorkflowRun>>,
     inputs: Mutex<Vec<Value>>,
     fail: AtomicBool,
+    /// Names of the runs that have ended: starting one of them again starts nothing.
+    ended: Mutex<HashSet<String>>,
 }
 
 impl RecordingWorkflows {
@@ -51,17 +54,27 @@ impl RecordingWorkflows {
     pub fn set_failing(&self, failing: bool) {
         self.fail.store(failing, Ordering::SeqCst);
     }
+
+    /// Every run started so far ends, e.g. its first step failed for good: as with Step
+    /// Functions, its name can never start a run again.
+    pub fn end_every_run(&self) {
+        let names = self.distinct_runs();
+        self.ended.lock().unwrap().extend(names);
+    }
 }
 
 #[async_trait]
 impl Workflows for RecordingWorkflows {
-    async fn start(&self, run: &WorkflowRun, input: Value) -> Result<(), WorkflowError> {
+    async fn start(&self, run: &WorkflowRun, input: Value) -> Result<Started, WorkflowError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(WorkflowError("injected failure".into()));
         }
         self.calls.lock().unwrap().push(run.clone());
         self.inputs.lock().unwrap().push(input);
-        Ok(())
+        if self.ended.lock().unwrap().contains(&run.name()) {
+            return Ok(Started::Ended);
+        }
+        Ok(Started::Running)
     }
 
     // No execution runs here, so no task waits on a token.

@@ -11,9 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bcdi_shared::domain::{Digest, Establishment, Instant, Rne, Status, StatusEvent, Transition};
 use bcdi_shared::ports::{
-    EstablishmentStore, Job, JobKind, JobState, JobStore, Lease, NewJob, Page, Storage,
+    EstablishmentStore, Job, JobKind, JobState, JobStore, Lease, NewJob, Page, Started, Storage,
     StorageError, StoreError, StoredPart, TaskTokenError, UploadFile, UploadSession, UploadStore,
-    WorkflowError, WorkflowRun, Workflows,
+    WorkflowError, WorkflowKind, WorkflowRun, Workflows,
 };
 use serde_json::Value;
 
@@ -182,6 +182,24 @@ impl EstablishmentStore for FaultyTable {
     ) -> Result<(), StoreError> {
         self.faults.store("set_next_step_at")?;
         self.establishments.set_next_step_at(rne, status, at).await
+    }
+
+    async fn retried_attempt(&self, rne: &Rne, kind: WorkflowKind) -> Result<u32, StoreError> {
+        self.faults.store("retried_attempt")?;
+        self.establishments.retried_attempt(rne, kind).await
+    }
+
+    async fn accept_retry(
+        &self,
+        seen: &Establishment,
+        kind: WorkflowKind,
+        retried: u32,
+        next: u32,
+    ) -> Result<(), StoreError> {
+        self.faults.store("accept_retry")?;
+        self.establishments
+            .accept_retry(seen, kind, retried, next)
+            .await
     }
 
     async fn list_by_status(
@@ -371,7 +389,7 @@ pub struct FaultyWorkflows {
 
 #[async_trait]
 impl Workflows for FaultyWorkflows {
-    async fn start(&self, run: &WorkflowRun, input: Value) -> Result<(), WorkflowError> {
+    async fn start(&self, run: &WorkflowRun, input: Value) -> Result<Started, WorkflowError> {
         if self.faults.fails(Dependency::Workflows, "start") {
             return Err(WorkflowError("injected fault".into()));
         }
@@ -454,9 +472,9 @@ impl Engine {
 
 #[async_trait]
 impl Workflows for Engine {
-    async fn start(&self, run: &WorkflowRun, _input: Value) -> Result<(), WorkflowError> {
+    async fn start(&self, run: &WorkflowRun, _input: Value) -> Result<Started, WorkflowError> {
         self.runs.lock().unwrap().insert(run.name());
-        Ok(())
+        Ok(Started::Running)
     }
 
     async fn send_task_success(&self, token: &str, output: &Value) -> Result<(), TaskTokenError> {

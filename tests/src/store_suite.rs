@@ -9,8 +9,10 @@ use bcdi_shared::domain::{
     Base, BaseState, Digest, Establishment, Griffe, Instant, LicenceCode, NewEstablishment, Rne,
     Secret, Status, Version,
 };
-use bcdi_shared::ports::{EstablishmentStore, StoreError};
+use bcdi_shared::ports::{EstablishmentStore, StoreError, WorkflowKind};
 use tokio::sync::Barrier;
+
+use crate::app::TestApp;
 
 pub type Store = Arc<dyn EstablishmentStore>;
 
@@ -48,6 +50,9 @@ macro_rules! store_suite {
             transition_of_an_unknown_rne_conflicts,
             concurrent_transitions_let_exactly_one_win,
             transition_keeps_the_key_and_clears_what_it_does_not_set,
+            accepted_retries_keep_their_attempt_and_a_stale_one_conflicts,
+            concurrent_retries_from_one_reading_let_exactly_one_win,
+            each_retry_after_a_run_that_ended_unrecorded_starts_a_new_run,
             next_step_moves_only_in_the_expected_status,
             listing_by_status_pages_oldest_change_first,
             listing_refuses_a_cursor_it_did_not_hand_out,
@@ -885,6 +890,132 @@ pub async fn listing_refuses_a_cursor_it_did_not_hand_out(store: Store) {
         assert!(
             matches!(result, Err(StoreError::InvalidCursor)),
             "{cursor:?}: {result:?}"
+        );
+    }
+}
+
+// Operators' retries: each accepted retry gets an attempt no run was named by before.
+
+/// `establishment`'s installation fails: `1` → `E1`, attempt unchanged. Returns it as stored.
+async fn fail_installation(store: &Store, establishment: &Establishment) -> Establishment {
+    let at = Instant::from_unix(CREATED_AT + 60);
+    let change = establishment
+        .transition(Status::InstallFailed, at)
+        .expect("1 → E1 is allowed");
+    store
+        .transition(&establishment.rne, &change)
+        .await
+        .expect("the failure is stored");
+    stored(store, &establishment.rne)
+        .await
+        .expect("the establishment is still there")
+}
+
+pub async fn accepted_retries_keep_their_attempt_and_a_stale_one_conflicts(store: Store) {
+    // Given an establishment whose installation failed, never retried
+    let created = new_establishment("0750655E", "retried");
+    must_create(&store, &created).await;
+    let failed = fail_installation(&store, &created).await;
+    let kind = WorkflowKind::Provisioning;
+    assert_eq!(store.retried_attempt(&failed.rne, kind).await.unwrap(), 0);
+
+    // When a retry is accepted as attempt 2, then (its run having ended before recording its
+    // attempt) another as attempt 3
+    store
+        .accept_retry(&failed, kind, 0, 2)
+        .await
+        .expect("accepted");
+    store
+        .accept_retry(&failed, kind, 2, 3)
+        .await
+        .expect("accepted");
+
+    // Then the last attempt is kept, for that workflow only, and the record is unchanged
+    assert_eq!(store.retried_attempt(&failed.rne, kind).await.unwrap(), 3);
+    let mounting = WorkflowKind::Mounting;
+    assert_eq!(
+        store.retried_attempt(&failed.rne, mounting).await.unwrap(),
+        0
+    );
+    assert_eq!(stored(&store, &failed.rne).await, Some(failed.clone()));
+
+    // And a retry that read an older counter conflicts, as does one that read the record
+    // before a change of status, or an establishment that does not exist
+    for retried in [0, 2] {
+        let result = store
+            .accept_retry(&failed, kind, retried, retried + 1)
+            .await;
+        assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    }
+    let at = Instant::from_unix(CREATED_AT + 120);
+    let installing = failed.transition(Status::Installing, at).unwrap();
+    store.transition(&failed.rne, &installing).await.unwrap();
+    let result = store.accept_retry(&failed, kind, 3, 4).await;
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    let unknown = new_establishment("0750654D", "unknown");
+    let result = store.accept_retry(&unknown, kind, 0, 2).await;
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert_eq!(store.retried_attempt(&failed.rne, kind).await.unwrap(), 3);
+    assert_eq!(store.retried_attempt(&unknown.rne, kind).await.unwrap(), 0);
+}
+
+pub async fn concurrent_retries_from_one_reading_let_exactly_one_win(store: Store) {
+    // Given an establishment in E1, read once by twenty retries
+    let created = new_establishment("0750655E", "retried");
+    must_create(&store, &created).await;
+    let failed = Arc::new(fail_installation(&store, &created).await);
+
+    // When they all ask for attempt 2 at once
+    let results = race(|_| {
+        let store = Arc::clone(&store);
+        let failed = Arc::clone(&failed);
+        async move {
+            store
+                .accept_retry(&failed, WorkflowKind::Provisioning, 0, 2)
+                .await
+        }
+    })
+    .await;
+
+    // Then exactly one is accepted
+    single_winner(&results);
+    let retried = store.retried_attempt(&failed.rne, WorkflowKind::Provisioning);
+    assert_eq!(retried.await.unwrap(), 2);
+}
+
+pub async fn each_retry_after_a_run_that_ended_unrecorded_starts_a_new_run(store: Store) {
+    // Given the service on this store, and an establishment whose installation failed
+    let app = TestApp::spawn_with_store(Arc::clone(&store)).await;
+    let rne = "0750655E";
+    app.create(rne).await;
+    let created = stored(&store, &Rne::parse(rne).unwrap()).await.unwrap();
+    fail_installation(&store, &created).await;
+    let path = format!("/v1/admin/establishments/{rne}/retry");
+    let mut runs = vec![format!("{rne}-provisioning-1")];
+
+    for attempt in 2..=4 {
+        // When an operator retries, twice while the run has not moved the status yet
+        for _ in 0..2 {
+            let (status, body) = app
+                .post(&path, Some(&app.operator_key), &serde_json::json!({}))
+                .await;
+            assert_eq!(status, 202, "{body}");
+            assert_eq!(body["attempt"], attempt, "{body}");
+        }
+
+        // Then one new run is started, named by a new attempt
+        runs.push(format!("{rne}-provisioning-{attempt}"));
+        let mut started: Vec<String> = app.workflows.distinct_runs().into_iter().collect();
+        started.sort();
+        assert_eq!(started, runs);
+
+        // When that run fails at its first step, before recording its attempt: the
+        // establishment stays in E1 at attempt 1, and the run's name can never run again
+        app.workflows.end_every_run();
+        let now = stored(&store, &created.rne).await.unwrap();
+        assert_eq!(
+            (now.status, now.provisioning_attempt),
+            (Status::InstallFailed, 1)
         );
     }
 }

@@ -10,6 +10,7 @@
 mod counts;
 mod jobs;
 mod notifications;
+mod retries;
 mod uploads;
 
 use std::path::Path;
@@ -25,7 +26,7 @@ use bcdi_shared::domain::{
     Base, Digest, Establishment, Griffe, Instant, LicenceCode, Rne, Status, StatusEvent,
     Transition, Version,
 };
-use bcdi_shared::ports::{EstablishmentStore, Page, StoreError};
+use bcdi_shared::ports::{EstablishmentStore, Page, StoreError, WorkflowKind};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 /// The schema, created on every start and kept across restarts. A key is a unique column of its
@@ -142,6 +143,9 @@ impl SqliteStore {
             .map_err(unavailable)?;
         connection
             .execute_batch(uploads::SCHEMA)
+            .map_err(unavailable)?;
+        connection
+            .execute_batch(retries::SCHEMA)
             .map_err(unavailable)?;
         Ok(Self {
             connection: Mutex::new(connection),
@@ -429,6 +433,20 @@ impl EstablishmentStore for SqliteStore {
 
     async fn count_by_status(&self, status: Status) -> Result<u64, StoreError> {
         self.count_in_status(status)
+    }
+
+    async fn retried_attempt(&self, rne: &Rne, kind: WorkflowKind) -> Result<u32, StoreError> {
+        retries::retried_attempt(&self.lock(), rne, kind)
+    }
+
+    async fn accept_retry(
+        &self,
+        seen: &Establishment,
+        kind: WorkflowKind,
+        retried: u32,
+        next: u32,
+    ) -> Result<(), StoreError> {
+        retries::accept_retry(&mut self.lock(), seen, kind, retried, next)
     }
 
     async fn list_by_status(

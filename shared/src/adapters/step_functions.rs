@@ -3,8 +3,9 @@
 
 use async_trait::async_trait;
 use aws_sdk_sfn::error::ProvideErrorMetadata;
+use aws_sdk_sfn::types::ExecutionStatus;
 
-use crate::ports::{TaskTokenError, WorkflowError, WorkflowKind, WorkflowRun, Workflows};
+use crate::ports::{Started, TaskTokenError, WorkflowError, WorkflowKind, WorkflowRun, Workflows};
 
 pub struct StepFunctions {
     client: aws_sdk_sfn::Client,
@@ -26,17 +27,58 @@ impl StepFunctions {
     }
 }
 
+impl StepFunctions {
+    fn state_machine_arn(&self, kind: WorkflowKind) -> &str {
+        match kind {
+            WorkflowKind::Provisioning => &self.provisioning_arn,
+            WorkflowKind::Mounting => &self.mounting_arn,
+        }
+    }
+
+    /// Whether the execution of `run`, which exists, still runs.
+    async fn existing(
+        &self,
+        state_machine_arn: &str,
+        run: &WorkflowRun,
+    ) -> Result<Started, WorkflowError> {
+        let execution_arn = execution_arn(state_machine_arn, &run.name()).ok_or_else(|| {
+            WorkflowError(format!("not a state machine ARN: {state_machine_arn}"))
+        })?;
+        let described = self
+            .client
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|error| {
+                WorkflowError(format!(
+                    "DescribeExecution {}: {}",
+                    run.name(),
+                    aws_sdk_sfn::error::DisplayErrorContext(&error)
+                ))
+            })?;
+        Ok(match described.status() {
+            ExecutionStatus::Running | ExecutionStatus::PendingRedrive => Started::Running,
+            _ => Started::Ended,
+        })
+    }
+}
+
+/// The ARN of the execution `name` of a state machine: `arn:aws:states:<region>:<account>:
+/// stateMachine:<machine>` gives `arn:aws:states:<region>:<account>:execution:<machine>:<name>`.
+fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
+    let (prefix, machine) = state_machine_arn.split_once(":stateMachine:")?;
+    Some(format!("{prefix}:execution:{machine}:{name}"))
+}
+
 #[async_trait]
 impl Workflows for StepFunctions {
     async fn start(
         &self,
         run: &WorkflowRun,
         input: serde_json::Value,
-    ) -> Result<(), WorkflowError> {
-        let arn = match run.kind {
-            WorkflowKind::Provisioning => &self.provisioning_arn,
-            WorkflowKind::Mounting => &self.mounting_arn,
-        };
+    ) -> Result<Started, WorkflowError> {
+        let arn = self.state_machine_arn(run.kind);
         let input = run.input(input);
         let result = self
             .client
@@ -47,9 +89,13 @@ impl Workflows for StepFunctions {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            // The execution name is fixed by establishment and attempt: it already runs.
-            Err(error) if error.code() == Some("ExecutionAlreadyExists") => Ok(()),
+            Ok(_) => Ok(Started::Running),
+            // The execution name is fixed by establishment and attempt: it ran already. Step
+            // Functions says so both for a running execution started with another input and for
+            // one that has ended, and only the second is a run that can never happen again.
+            Err(error) if error.code() == Some("ExecutionAlreadyExists") => {
+                self.existing(arn, run).await
+            }
             Err(error) => Err(WorkflowError(format!(
                 "StartExecution {}: {}",
                 run.name(),

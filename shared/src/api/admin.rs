@@ -9,11 +9,15 @@ use serde_json::{json, Value};
 use super::body::JsonObject;
 use super::{json, ApiError, App, ErrorCode, Request, Response};
 use crate::domain::{Establishment, Rne, Status};
-use crate::ports::{WorkflowKind, WorkflowRun};
+use crate::ports::{Started, StoreError, WorkflowKind, WorkflowRun};
 
 /// Items per page of the listing unless `limit` says otherwise, and the most it may say.
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 100;
+
+/// Rounds of a retry that lost a race to another write (another retry, a step of the workflow),
+/// or met run names used before; more in a row are answered 503, to be tried again.
+const MAX_RETRY_ROUNDS: usize = 5;
 
 impl App {
     /// `GET /v1/admin/establishments?status=E1&cursor=…&limit=…`: 200 `{"items",
@@ -38,9 +42,11 @@ impl App {
     }
 
     /// `POST /v1/admin/establishments/{rne}/retry`: 202; a new provisioning from `E1`, a new
-    /// mounting of the last submitted archives from `E2`, 409 `not_ready` otherwise. The run
-    /// is named by the next attempt, so that two retries at once start it once; its first step
-    /// moves the status.
+    /// mounting of the last submitted archives from `E2`, 409 `not_ready` otherwise. Each
+    /// accepted retry gets a new attempt, counted in the store by the same conditional write
+    /// that accepts it, and its run is named by that attempt; a repeated retry while that run
+    /// runs and has not moved the status yet answers with the same attempt and starts nothing.
+    /// The run's first step moves the status.
     pub(super) async fn retry_establishment(
         &self,
         request: &Request,
@@ -57,46 +63,78 @@ impl App {
         if !request.body().iter().all(u8::is_ascii_whitespace) {
             JsonObject::parse(request.body(), &[])?.finish()?;
         }
-        let establishment = self
-            .store
-            .get(&rne)
-            .await?
-            .ok_or_else(|| ApiError::not_found("establishment"))?;
 
-        let (run, input) = match establishment.status {
-            Status::InstallFailed => (
-                WorkflowRun {
-                    kind: WorkflowKind::Provisioning,
+        // A round that loses a race to another retry reads the establishment again.
+        for _ in 0..MAX_RETRY_ROUNDS {
+            let establishment = self
+                .store
+                .get(&rne)
+                .await?
+                .ok_or_else(|| ApiError::not_found("establishment"))?;
+            let (kind, attempt, input) = match establishment.status {
+                Status::InstallFailed => (
+                    WorkflowKind::Provisioning,
+                    establishment.provisioning_attempt,
+                    json!({}),
+                ),
+                Status::MountFailed if !establishment.bases.is_empty() => (
+                    WorkflowKind::Mounting,
+                    establishment.mounting_attempt,
+                    json!({ "files": self.last_files(&establishment).await? }),
+                ),
+                status => {
+                    return Err(ApiError::new(
+                        ErrorCode::NotReady,
+                        format!(
+                            "Only E1 and E2 can be retried; this establishment is in {status}."
+                        ),
+                    ))
+                }
+            };
+            let retried = self.store.retried_attempt(&rne, kind).await?;
+
+            if retried > attempt {
+                // A retry was accepted and its run has not moved the establishment yet: this
+                // repeats it (or its start failed), and starting its run again starts it once.
+                let run = WorkflowRun {
+                    kind,
                     rne: rne.clone(),
-                    attempt: establishment.provisioning_attempt + 1,
-                },
-                json!({}),
-            ),
-            Status::MountFailed if !establishment.bases.is_empty() => (
-                WorkflowRun {
-                    kind: WorkflowKind::Mounting,
-                    rne: rne.clone(),
-                    attempt: establishment.mounting_attempt + 1,
-                },
-                json!({ "files": self.last_files(&establishment).await? }),
-            ),
-            status => {
-                return Err(ApiError::new(
-                    ErrorCode::NotReady,
-                    format!("Only E1 and E2 can be retried; this establishment is in {status}."),
-                ))
+                    attempt: retried,
+                };
+                if self.workflows.start(&run, input.clone()).await? == Started::Running {
+                    tracing::info!(workflow = %run.name(), "repeated retry: its run is running");
+                    return Ok(retry_accepted(&establishment, &run));
+                }
+                // That run ended before its first step recorded its attempt (it failed for
+                // good): its name can never run again, so this retry takes the next attempt.
             }
-        };
-        self.workflows.start(&run, input).await?;
-        tracing::info!(workflow = %run.name(), "retry started by an operator");
-        Ok(json(
-            StatusCode::ACCEPTED,
-            &json!({
-                "rne": rne,
-                "status": establishment.status,
-                "workflow": run.kind.as_str(),
-                "attempt": run.attempt,
-            }),
+
+            let run = WorkflowRun {
+                kind,
+                rne: rne.clone(),
+                attempt: retried.max(attempt) + 1,
+            };
+            match self
+                .store
+                .accept_retry(&establishment, kind, retried, run.attempt)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+            match self.workflows.start(&run, input).await? {
+                Started::Running => {
+                    tracing::info!(workflow = %run.name(), "retry started by an operator");
+                    return Ok(retry_accepted(&establishment, &run));
+                }
+                // A run of that name ended already (named before attempts were counted here):
+                // the next round takes the attempt after it.
+                Started::Ended => continue,
+            }
+        }
+        Err(ApiError::unavailable(
+            &"too many concurrent retries of one establishment",
         ))
     }
 
@@ -213,6 +251,19 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(decoded).ok()
+}
+
+/// The 202 of an accepted retry.
+fn retry_accepted(establishment: &Establishment, run: &WorkflowRun) -> Response {
+    json(
+        StatusCode::ACCEPTED,
+        &json!({
+            "rne": establishment.rne,
+            "status": establishment.status,
+            "workflow": run.kind.as_str(),
+            "attempt": run.attempt,
+        }),
+    )
 }
 
 /// What an operator needs to follow an establishment; never its licence secrets.

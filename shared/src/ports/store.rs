@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::domain::{Digest, Establishment, Instant, Rne, Status, StatusEvent, Transition};
+use crate::ports::WorkflowKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,6 +58,24 @@ pub trait EstablishmentStore: Send + Sync {
         rne: &Rne,
         status: Status,
         at: Instant,
+    ) -> Result<(), StoreError>;
+
+    /// The last attempt of `kind` an operator's retry was given ([`Self::accept_retry`]), 0
+    /// if none was.
+    async fn retried_attempt(&self, rne: &Rne, kind: WorkflowKind) -> Result<u32, StoreError>;
+
+    /// Accepts an operator's retry of `kind` as attempt `next`, in one conditional write: if the
+    /// establishment is still as `seen` (same `event_seq`, so the same status and attempts) and
+    /// its last retried attempt of `kind` is still `retried`; `Conflict` otherwise. So two
+    /// retries that saw the same establishment never both get an attempt, and each accepted
+    /// retry gets one no run was named by before, even when the previous retry's run ended
+    /// before its first step recorded its attempt.
+    async fn accept_retry(
+        &self,
+        seen: &Establishment,
+        kind: WorkflowKind,
+        retried: u32,
+        next: u32,
     ) -> Result<(), StoreError>;
 
     /// Establishments in `status`, oldest change first, `limit` at most, after `cursor` (the

@@ -54,12 +54,27 @@ pub enum TaskTokenError {
     Unavailable(String),
 }
 
+/// What became of a start: a run's name can be used once, so a start of a name that already
+/// ran to its end starts nothing, and the caller must pick a new attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// The run is running: started now, or by an earlier start of the same name.
+    Running,
+    /// A run of that name was started before and has ended (succeeded, failed, timed out or
+    /// aborted); nothing was started.
+    Ended,
+}
+
 #[async_trait]
 pub trait Workflows: Send + Sync {
-    /// Starts the run unless a run of that name was already started; either way `Ok`. The
-    /// execution's input is `input` (a JSON object) with `rne` and `attempt` added.
-    async fn start(&self, run: &WorkflowRun, input: serde_json::Value)
-        -> Result<(), WorkflowError>;
+    /// Starts the run unless a run of that name was already started; `Ended` when that earlier
+    /// run is over, since its name cannot run again. The execution's input is `input` (a JSON
+    /// object) with `rne` and `attempt` added.
+    async fn start(
+        &self,
+        run: &WorkflowRun,
+        input: serde_json::Value,
+    ) -> Result<Started, WorkflowError>;
 
     /// Completes the task waiting on `token` with `output` as its result.
     async fn send_task_success(

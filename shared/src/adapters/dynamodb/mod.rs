@@ -2,7 +2,7 @@
 //!
 //! | item | `pk` | `sk` | other attributes |
 //! |---|---|---|---|
-//! | establishment | `EST#<rne>` | `EST` | every field, `gsi1pk` = `STATUS#<code>`, `gsi1sk` = `<status_changed_at, 12 digits>#<rne>` |
+//! | establishment | `EST#<rne>` | `EST` | every field, `gsi1pk` = `STATUS#<code>`, `gsi1sk` = `<status_changed_at, 12 digits>#<rne>`; `provisioning_retried` / `mounting_retried`, the last attempt given to an operator's retry (absent: none) |
 //! | key lookup | `KEY#<hex digest>` | `KEY` | `rne` |
 //! | status event | `EST#<rne>` | `EVENT#<seq, 10 digits>` | `status`, `previous` (optional), `at`; its webhook's delivery (`notifications.rs`) |
 //!
@@ -35,7 +35,7 @@ use crate::domain::{
     Base, Connection, Digest, Establishment, Failure, Griffe, Instant, LicenceCode, Rne, Status,
     StatusEvent, Transition, Version,
 };
-use crate::ports::{EstablishmentStore, Page, StoreError};
+use crate::ports::{EstablishmentStore, Page, StoreError, WorkflowKind};
 
 /// The index over `gsi1pk` / `gsi1sk` that lists establishments by status.
 pub const BY_STATUS_INDEX: &str = "by_status";
@@ -438,6 +438,65 @@ impl EstablishmentStore for DynamoDbStore {
         self.count_in_status(status).await
     }
 
+    async fn retried_attempt(&self, rne: &Rne, kind: WorkflowKind) -> Result<u32, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", s(record_pk(rne)))
+            .key("sk", s("EST"))
+            .projection_expression("#retried")
+            .expression_attribute_names("#retried", retried_attribute(kind))
+            .send()
+            .await
+            .map_err(|error| unavailable("GetItem retried attempt", &error, &[]))?;
+        match output.item {
+            Some(item) => Ok(optional_number(&item, retried_attribute(kind))?.unwrap_or(0)),
+            None => Ok(0),
+        }
+    }
+
+    async fn accept_retry(
+        &self,
+        seen: &Establishment,
+        kind: WorkflowKind,
+        retried: u32,
+        next: u32,
+    ) -> Result<(), StoreError> {
+        // An establishment never retried has no counter yet: 0 stands for its absence.
+        let counter_condition = if retried == 0 {
+            "(attribute_not_exists(#retried) OR #retried = :retried)"
+        } else {
+            "#retried = :retried"
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(record_pk(&seen.rne)))
+            .key("sk", s("EST"))
+            .update_expression("SET #retried = :next")
+            .condition_expression(format!("event_seq = :seq AND {counter_condition}"))
+            .expression_attribute_names("#retried", retried_attribute(kind))
+            .expression_attribute_values(":seq", n(seen.event_seq))
+            .expression_attribute_values(":retried", n(retried))
+            .expression_attribute_values(":next", n(next))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(error) => Err(unavailable("UpdateItem retried attempt", &error, &[])),
+        }
+    }
+
     async fn list_by_status(
         &self,
         status: Status,
@@ -549,6 +608,15 @@ fn request_error(error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Unavailable(format!("DynamoDB item unreadable: {what}"))
+}
+
+/// The establishment's attribute holding the last attempt of `kind` given to an operator's
+/// retry.
+fn retried_attribute(kind: WorkflowKind) -> &'static str {
+    match kind {
+        WorkflowKind::Provisioning => "provisioning_retried",
+        WorkflowKind::Mounting => "mounting_retried",
+    }
 }
 
 fn record_pk(rne: &Rne) -> String {
