@@ -709,6 +709,42 @@ fn every_function_has_its_own_role_which_logs_only_to_its_own_log_group() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// A role that reads objects may also list the bucket: S3 answers a read of a missing object
+/// 404 only to a caller with `s3:ListBucket`, and 403 to others, which the code cannot tell
+/// from a refusal (a deleted archive would read as "storage unavailable" instead of
+/// `archive_missing`). Presigned URLs act with their signer's role, so this holds for them too.
+#[test]
+fn every_role_that_reads_objects_may_list_their_bucket() {
+    let template = template();
+    let mut problems = Vec::new();
+    let mut readers = 0;
+    for (id, role) in of_type(&template, "AWS::IAM::Role") {
+        let statements = policy_statements(&json!({"Resources": {id: role}}));
+        let allows = |action: &str| -> Vec<Value> {
+            statements
+                .iter()
+                .filter(|(_, statement)| statement["Effect"] == "Allow")
+                .filter(|(_, statement)| one_or_many(&statement["Action"]).contains(&json!(action)))
+                .flat_map(|(_, statement)| one_or_many(&statement["Resource"]))
+                .collect()
+        };
+        if allows("s3:GetObject").is_empty() {
+            continue;
+        }
+        readers += 1;
+        if !allows("s3:ListBucket").contains(&json!({"Fn::GetAtt": ["BasesBucket", "Arn"]})) {
+            problems.push(format!(
+                "{id}: may read objects but not list BasesBucket: a missing archive reads as 403"
+            ));
+        }
+    }
+    assert!(
+        readers >= 2,
+        "only {readers} roles read objects: the check reads no role"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Alarms
 
