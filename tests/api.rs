@@ -449,3 +449,61 @@ async fn unknown_paths_are_404_and_wrong_methods_405_in_the_error_shape() {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET");
 }
+
+#[tokio::test]
+async fn a_percent_encoded_path_is_the_path_it_encodes() {
+    // Given an establishment
+    let app = TestApp::spawn().await;
+    app.create("0750655E").await;
+
+    // When its paths are sent with escapes, in a parameter or in a fixed segment
+    for path in [
+        "/v1/establishments/0750655%45",
+        "/v1/establishments/%30%37%35%30%36%35%35%45",
+        "/v1/%65stablishments/0750655e",
+    ] {
+        let (status, body) = app.get(path, Some(&app.cyber_key)).await;
+
+        // Then each reads the establishment, as API Gateway decodes paths before routing
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body["rne"], "0750655E", "{path}");
+    }
+    let (status, body) = app
+        .get(
+            "/v1/establishments/0750655%45/histor%79",
+            Some(&app.cyber_key),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"][0]["status"], "1");
+}
+
+#[tokio::test]
+async fn a_malformed_escape_in_the_path_is_400_and_an_encoded_slash_404() {
+    let app = TestApp::spawn().await;
+    app.create("0750655E").await;
+    for path in [
+        "/v1/establishments/%zz",
+        "/v1/establishments/0750655%4",
+        "/v1/establishments/%C3",
+        "/v1/establishments/0750655E%FF/history",
+        "/v1/%zzestablishments/0750655E",
+    ] {
+        let (status, body) = app.get(path, Some(&app.cyber_key)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{path}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains("%XX")),
+            "{body}"
+        );
+    }
+    // A parameter cannot hold a `/`: that path names no endpoint
+    for path in [
+        "/v1/establishments/0750655E%2Fhistory",
+        "/v1/establishments/0750655E%2f",
+    ] {
+        let (status, body) = app.get(path, Some(&app.cyber_key)).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"], "not_found", "{path}");
+    }
+}

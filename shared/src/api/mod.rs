@@ -23,7 +23,7 @@ use tracing::Instrument;
 pub use auth::Caller;
 pub use body::MAX_BODY_BYTES;
 pub use error::{ApiError, ErrorCode};
-pub use router::{match_route, Endpoint};
+pub use router::{encode_decoded_path, match_route, Endpoint};
 pub use uploads::{UploadSettings, UPLOAD_TOKEN_PREFIX};
 
 use crate::config::Config;
@@ -110,7 +110,7 @@ impl App {
             return Err(ApiError::not_found("such path"));
         }
         tracing::Span::current().record("endpoint", matched.endpoint.name());
-        let param = |index: usize| matched.params.get(index).copied().unwrap_or_default();
+        let param = |index: usize| matched.params.get(index).map_or("", AsRef::as_ref);
 
         match matched.endpoint {
             Endpoint::OpenApi => Ok(with_type(

@@ -1,6 +1,8 @@
 //! Which endpoint a request is for. API Gateway routes in production; this does the same for
 //! the local server and for each Lambda, which answers only its own endpoint.
 
+use std::borrow::Cow;
+
 use http::Method;
 
 use super::{ApiError, ErrorCode};
@@ -109,18 +111,30 @@ impl Endpoint {
     }
 }
 
-/// A matched request: the endpoint and the path parameters, in template order.
+/// A matched request: the endpoint and the path parameters, in template order, decoded.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Matched<'a> {
     pub endpoint: Endpoint,
-    pub params: Vec<&'a str>,
+    pub params: Vec<Cow<'a, str>>,
 }
 
+/// The endpoint of `path` (as sent: percent-encoded). Each segment is decoded once before it is
+/// matched, as API Gateway does before it routes and fills in path parameters, so that
+/// `/v1/establishments/0750655%45` is `/v1/establishments/0750655E` here as there. A segment
+/// that is not percent-encoded UTF-8 is a 400; one that decodes to a `/` matches no endpoint
+/// (404), since no parameter can hold one.
 pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Matched<'a>, ApiError> {
+    let segments = path
+        .split('/')
+        .map(decode_segment)
+        .collect::<Result<Vec<_>, _>>()?;
+    if segments.iter().any(|segment| segment.contains('/')) {
+        return Err(ApiError::not_found("such path"));
+    }
     let mut allowed = Vec::new();
     for endpoint in Endpoint::ALL {
         let (endpoint_method, template) = endpoint.route();
-        if let Some(params) = match_template(template, path) {
+        if let Some(params) = match_template(template, &segments) {
             if endpoint_method == method {
                 return Ok(Matched { endpoint, params });
             }
@@ -143,20 +157,70 @@ pub fn match_route<'a>(method: &Method, path: &'a str) -> Result<Matched<'a>, Ap
     }
 }
 
-fn match_template<'a>(template: &str, path: &'a str) -> Option<Vec<&'a str>> {
+fn match_template<'a>(template: &str, segments: &[Cow<'a, str>]) -> Option<Vec<Cow<'a, str>>> {
     let mut template_parts = template.split('/');
-    let mut path_parts = path.split('/');
+    let mut path_parts = segments.iter();
     let mut params = Vec::new();
     loop {
         match (template_parts.next(), path_parts.next()) {
             (None, None) => return Some(params),
             (Some(expected), Some(actual)) if expected.starts_with('{') && !actual.is_empty() => {
-                params.push(actual)
+                params.push(actual.clone())
             }
             (Some(expected), Some(actual)) if expected == actual => {}
             _ => return None,
         }
     }
+}
+
+/// One path segment with its `%XX` escapes decoded (`+` is a plus sign in a path); borrowed
+/// when it has none.
+fn decode_segment(segment: &str) -> Result<Cow<'_, str>, ApiError> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
+    let invalid = || {
+        ApiError::invalid(
+            "The path is not valid: each %XX escape must be two hex digits, and together they \
+             must form UTF-8 text.",
+        )
+    };
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3).ok_or_else(invalid)?;
+            if !hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return Err(invalid());
+            }
+            decoded.push(u8::from_str_radix(hex, 16).map_err(|_| invalid())?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| invalid())
+}
+
+/// `decoded`, a path as API Gateway HTTP APIs hand it to Lambda (`rawPath`, already decoded
+/// once), percent-encoded again so that [`match_route`] decodes it back to exactly that: a
+/// path is decoded once in all, by API Gateway in AWS and by the router locally. Everything
+/// but unreserved characters, sub-delimiters, `:`, `@` and the `/` separators is escaped, `%`
+/// first of all: a client's `%2545` reaches Lambda as `%45`, which must stay `%45`.
+pub fn encode_decoded_path(decoded: &str) -> String {
+    let mut encoded = String::with_capacity(decoded.len());
+    for byte in decoded.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 #[cfg(test)]
@@ -170,6 +234,33 @@ mod tests {
         assert_eq!(matched.params, ["0750655E"]);
         let matched = match_route(&Method::POST, "/v1/establishments").unwrap();
         assert_eq!(matched.endpoint, Endpoint::CreateEstablishment);
+    }
+
+    #[test]
+    fn segments_are_decoded_once_and_bad_escapes_refused() {
+        let matched = match_route(&Method::GET, "/v1/establishments/0750655%45").unwrap();
+        assert_eq!(matched.params, ["0750655E"]);
+        let matched = match_route(&Method::GET, "/v1/establishments/0750655%2545").unwrap();
+        assert_eq!(matched.params, ["0750655%45"]);
+        for bad in ["%zz", "%4", "%C3", "%FF%FE", "%"] {
+            let path = format!("/v1/establishments/{bad}");
+            let error = match_route(&Method::GET, &path).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidRequest, "{bad}");
+        }
+        let error = match_route(&Method::GET, "/v1/establishments/a%2Fb").unwrap_err();
+        assert_eq!(error.code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn a_decoded_path_encoded_again_decodes_back_to_itself() {
+        for decoded in ["/v1/establishments/0750655E", "/v1/a b/%45/?#/é/+"] {
+            let encoded = encode_decoded_path(decoded);
+            let segments: Vec<String> = encoded
+                .split('/')
+                .map(|segment| decode_segment(segment).unwrap().into_owned())
+                .collect();
+            assert_eq!(segments.join("/"), decoded);
+        }
     }
 
     #[test]
