@@ -78,17 +78,8 @@ impl JobStore for DynamoDbStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Job>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key("pk", s(job_pk(key)))
-            .key("sk", s("JOB"))
-            .send()
-            .await
-            .map_err(|error| unavailable("GetItem job", &error, &[]))?;
-        output.item.as_ref().map(job_from).transpose()
+        let item = self.get_item(job_pk(key), "JOB", "job").await?;
+        item.as_ref().map(job_from).transpose()
     }
 
     async fn claim(

@@ -79,10 +79,38 @@ impl DynamoDbStore {
             .collect()
     }
 
-    async fn query_events(
+    async fn query_events(&self, rne: &Rne) -> Result<Vec<Item>, StoreError> {
+        self.query_prefix(record_pk(rne), "EVENT#", "events").await
+    }
+
+    /// The item at `pk` / `sk`, read consistently; `what` names it in errors.
+    pub(super) async fn get_item(
         &self,
-        rne: &Rne,
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        pk: String,
+        sk: impl Into<String>,
+        what: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .send()
+            .await
+            .map_err(|error| unavailable(&format!("GetItem {what}"), &error, &[]))?;
+        Ok(output.item)
+    }
+
+    /// Every item of the partition `pk` whose sort key starts with `prefix`, in sort key
+    /// order, read consistently page after page; `what` names them in errors.
+    pub(super) async fn query_prefix(
+        &self,
+        pk: String,
+        prefix: &str,
+        what: &str,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -92,12 +120,12 @@ impl DynamoDbStore {
                 .table_name(&self.table)
                 .consistent_read(true)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(record_pk(rne)))
-                .expression_attribute_values(":prefix", s("EVENT#"))
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s(prefix))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|error| unavailable("Query events", &error, &[]))?;
+                .map_err(|error| unavailable(&format!("Query {what}"), &error, &[]))?;
             items.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -167,31 +195,14 @@ pub async fn create_table(
 #[async_trait]
 impl EstablishmentStore for DynamoDbStore {
     async fn get(&self, rne: &Rne) -> Result<Option<Establishment>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key("pk", s(record_pk(rne)))
-            .key("sk", s("EST"))
-            .send()
-            .await
-            .map_err(|error| unavailable("GetItem establishment", &error, &[]))?;
-        output.item.as_ref().map(establishment_from).transpose()
+        let item = self
+            .get_item(record_pk(rne), "EST", "establishment")
+            .await?;
+        item.as_ref().map(establishment_from).transpose()
     }
 
     async fn find_by_key(&self, key: &Digest) -> Result<Option<Rne>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key("pk", s(key_pk(key)))
-            .key("sk", s("KEY"))
-            .send()
-            .await
-            .map_err(|error| unavailable("GetItem key", &error, &[]))?;
-        let Some(item) = output.item else {
+        let Some(item) = self.get_item(key_pk(key), "KEY", "key").await? else {
             return Ok(None);
         };
         let rne = Rne::parse(string(&item, "rne")?)

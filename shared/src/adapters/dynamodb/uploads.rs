@@ -79,17 +79,10 @@ fn file_from(item: &Item, exported: Option<&str>) -> Result<UploadFile, StoreErr
 impl DynamoDbStore {
     /// The id of the establishment's exported base, if one was marked.
     async fn exported(&self, rne: &Rne) -> Result<Option<String>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key("pk", s(uploads_pk(rne)))
-            .key("sk", s(STATE_SK))
-            .send()
-            .await
-            .map_err(|error| unavailable("GetItem upload state", &error, &[]))?;
-        Ok(match output.item {
+        let item = self
+            .get_item(uploads_pk(rne), STATE_SK, "upload state")
+            .await?;
+        Ok(match item {
             Some(item) => optional_string(&item, "esidoc_export")?.map(str::to_owned),
             None => None,
         })
@@ -131,17 +124,8 @@ impl UploadStore for DynamoDbStore {
     }
 
     async fn find_session(&self, token: &Digest) -> Result<Option<UploadSession>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key("pk", s(session_pk(token)))
-            .key("sk", s("SESSION"))
-            .send()
-            .await
-            .map_err(|error| unavailable("GetItem upload session", &error, &[]))?;
-        let Some(item) = output.item else {
+        let session = self.get_item(session_pk(token), "SESSION", "upload session");
+        let Some(item) = session.await? else {
             return Ok(None);
         };
         Ok(Some(UploadSession {
@@ -151,27 +135,9 @@ impl UploadStore for DynamoDbStore {
     }
 
     async fn files(&self, rne: &Rne) -> Result<Vec<UploadFile>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(uploads_pk(rne)))
-                .expression_attribute_values(":prefix", s("FILE#"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| unavailable("Query upload files", &error, &[]))?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
+        let items = self
+            .query_prefix(uploads_pk(rne), "FILE#", "upload files")
+            .await?;
         let exported = self.exported(rne).await?;
         let mut files = items
             .iter()
@@ -182,17 +148,8 @@ impl UploadStore for DynamoDbStore {
     }
 
     async fn file(&self, rne: &Rne, id: &str) -> Result<Option<UploadFile>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key("pk", s(uploads_pk(rne)))
-            .key("sk", s(file_sk(id)))
-            .send()
-            .await
-            .map_err(|error| unavailable("GetItem upload file", &error, &[]))?;
-        let Some(item) = output.item else {
+        let file = self.get_item(uploads_pk(rne), file_sk(id), "upload file");
+        let Some(item) = file.await? else {
             return Ok(None);
         };
         let exported = self.exported(rne).await?;
