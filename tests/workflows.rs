@@ -742,6 +742,47 @@ async fn a_retry_whose_run_ended_at_its_first_step_is_taken_again_under_a_new_at
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_submit_whose_run_name_already_ended_mounts_under_the_next_attempt() {
+    let dir = fresh_dir("workflow-stuck-submit");
+    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let rne = "0750658H";
+    installed(&service, rne).await;
+
+    // Given the run a submit would name ended at its first step, before recording its attempt:
+    // its input names no attempt, which the step refuses for good; the establishment stays in 2
+    let name = format!("{rne}-mounting-1");
+    {
+        let workflows = service.workflows.upgrade().expect("the service runs");
+        let executor = workflows.executor();
+        executor
+            .start("mounting", &name, json!({"rne": rne, "attempt": "none"}))
+            .await
+            .expect("started");
+        let finished = tokio::time::timeout(PATIENCE, executor.wait_until_finished(&name))
+            .await
+            .expect("the run ends in time")
+            .expect("the run is known");
+        assert_ne!(finished.status, ExecutionStatus::Running);
+    }
+    assert_eq!(service.establishment(rne).await["status"], "2");
+
+    // When the school sends its bases
+    service
+        .upload_and_submit(
+            rne,
+            &[("Principale", "data.zip", base_archive("data", true))],
+        )
+        .await;
+
+    // Then they are checked and mounted under the next attempt, not left waiting for nothing
+    service.wait_for_status(rne, "3").await;
+    let job = service.claim_soon("mount").await;
+    let id = job["id"].as_str().unwrap_or_default();
+    assert!(id.starts_with(&format!("{rne}-mount-2.")), "{job}");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_results_are_refused_and_the_agents_own_failure_lands_in_e1() {
     let dir = fresh_dir("workflow-results");
     let service = Service::start(&dir, &keys(), Settings::default()).await;

@@ -19,8 +19,8 @@ use crate::domain::base::parse_base_name;
 use crate::domain::{Establishment, Instant, ParseError, Rne, Secret, Status};
 use crate::ports::uploads::object_key;
 use crate::ports::{
-    FileState, StorageError, StoreError, StoredPart, UploadFile, UploadSession, WorkflowKind,
-    WorkflowRun,
+    FileState, Started, StorageError, StoreError, StoredPart, UploadFile, UploadSession,
+    WorkflowKind, WorkflowRun,
 };
 
 /// Upload session tokens start with this: the prefix tells them from keys without a lookup.
@@ -37,6 +37,10 @@ const MAX_URLS_PER_REQUEST: usize = 500;
 
 /// The longest session the configuration may ask for: the contract says "a few hours".
 const MAX_SESSION_SECONDS: u64 = 12 * 3600;
+
+/// Run names a submit tries, each taken because the one before had already ended, before it
+/// answers 503 to be tried again.
+const MAX_START_ROUNDS: usize = 5;
 
 /// Upload limits and lifetimes, from the environment.
 #[derive(Debug, Clone)]
@@ -632,15 +636,8 @@ impl App {
                 })
             })
             .collect();
-        // The attempt names the run: a second submit before the workflow moves the status to
-        // 3 names the same run, which the engine starts once.
-        let run = WorkflowRun {
-            kind: WorkflowKind::Mounting,
-            rne: rne.clone(),
-            attempt: establishment.mounting_attempt + 1,
-        };
-        self.workflows
-            .start(&run, json!({ "files": input_files }))
+        let run = self
+            .start_mounting(&establishment, json!({ "files": input_files }))
             .await?;
         tracing::info!(workflow = %run.name(), files = complete.len(), "mounting started");
 
@@ -652,6 +649,48 @@ impl App {
                 "timestamp": at.unix(),
                 "next_step_at": at.rfc3339(),
             }),
+        ))
+    }
+}
+
+impl App {
+    /// Starts the mounting run the school's submit names. The attempt names the run: a second
+    /// submit before the workflow moves the status to 3 names the same run, which the engine
+    /// starts once. A run of that name may also have ended before its first step recorded its
+    /// attempt (it failed for good): its name can never run again, so the attempt is counted
+    /// as used in the store, as an operator's retry counts it, and the next one is started.
+    async fn start_mounting(
+        &self,
+        establishment: &Establishment,
+        input: Value,
+    ) -> Result<WorkflowRun, ApiError> {
+        let kind = WorkflowKind::Mounting;
+        let rne = &establishment.rne;
+        let mut seen = establishment.clone();
+        for _ in 0..MAX_START_ROUNDS {
+            let retried = self.store.retried_attempt(rne, kind).await?;
+            let run = WorkflowRun {
+                kind,
+                rne: rne.clone(),
+                attempt: seen.mounting_attempt.max(retried) + 1,
+            };
+            if self.workflows.start(&run, input.clone()).await? == Started::Running {
+                return Ok(run);
+            }
+            tracing::warn!(workflow = %run.name(), "a run of that name has ended: taking the next attempt");
+            match self
+                .store
+                .accept_retry(&seen, kind, retried, run.attempt)
+                .await
+            {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(error) => return Err(error.into()),
+            }
+            // Read again what the store holds now: the accepted attempt, or the write that won.
+            seen = self.establishment_accepting_uploads(rne).await?;
+        }
+        Err(ApiError::unavailable(
+            &"mounting runs kept ending before they started",
         ))
     }
 }
