@@ -129,6 +129,8 @@ CYBER_KEY_SHA256=$(printf %s "$BENCH_CYBER_KEY" | sha256sum | cut -d' ' -f1)
 OPERATOR_KEY_SHA256=$(printf %s "$BENCH_OPERATOR_KEY" | sha256sum | cut -d' ' -f1)
 export CYBER_KEY_SHA256 OPERATOR_KEY_SHA256
 export ALLOWED_FRAME_ORIGINS=https://cyberlibrairie.example.org
+# A !Sub in the template (BCDI/<stack>), so not among the literal settings above.
+export METRICS_NAMESPACE=BCDI/bench
 export RUST_LOG=info
 # Lambda sets neither; this machine sets both, which changes where the TLS roots are read from:
 # that would count against the functions' init and not against hello's.
@@ -142,10 +144,59 @@ for name in create-establishment $(printf '%s\n' "${wanted[@]}" | grep -vx creat
 done
 
 echo "cpu: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(rustc --version)" >&2
-"$stub_target/debug/examples/runtime_stub" --runs "$runs" \
-    --events tests/fixtures/apigw-v2 --events bench/events \
-    --baseline hello-lambda --logs "$CARGO_TARGET_DIR/cold-start-logs" \
-    --dependency "moto $moto_version (DynamoDB, Step Functions, S3) on 127.0.0.1, same machine" \
-    "${functions[@]}"
+# In rounds: each round starts every function once, the baseline first, so that the load of the
+# machine at any moment (other builds) weighs on every function and on the baseline alike, not
+# on whichever ran while it peaked. Each round is one table of the stub; they are merged below.
+for round in $(seq "$runs"); do
+    "$stub_target/debug/examples/runtime_stub" --runs 1 \
+        --events tests/fixtures/apigw-v2 --events bench/events \
+        --baseline hello-lambda --logs "$CARGO_TARGET_DIR/cold-start-logs" \
+        --dependency "moto" "${functions[@]}" >"$work/round-$round.md" 2>/dev/null
+    echo "round $round/$runs, load $(cut -d' ' -f1 /proc/loadavg)" >&2
+done
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+"$VENV/bin/python" - "$work" "$runs" "moto $moto_version (DynamoDB, Step Functions, S3) on 127.0.0.1, same machine" <<'PY'
+import collections, glob, statistics, sys
+
+work, runs, dependency = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+order, meta = [], {}
+inits, responses = collections.defaultdict(list), collections.defaultdict(list)
+outcomes = collections.defaultdict(collections.Counter)
+for path in sorted(glob.glob(f"{work}/round-*.md")):
+    for line in open(path):
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 7 or cells[0] in ("function", "---") or cells[0].startswith("-"):
+            continue
+        name, event, size, init, response, _, outcome = cells
+        if name not in meta:
+            order.append(name)
+            meta[name] = (event, size)
+        for figure, into in ((init, inits), (response, responses)):
+            if figure != "–":
+                into[name].append(float(figure.split("/")[0]))
+        for part in outcome.split(", "):
+            what, _, count = part.rpartition(" ×")
+            outcomes[name][what] += int(count or 1)
+
+def cell(values):
+    if not values:
+        return "–"
+    return f"{statistics.median(values):.1f} / {min(values):.1f} / {max(values):.1f}"
+
+first = inits[order[0]] if order else []
+baseline = (statistics.median(first), min(first)) if first else None
+print(f"Runs per function: {runs}, in rounds. First response includes the dependency: {dependency}.")
+print(f"Times in ms from process start (median / min / max); init ratio = init median ÷ {order[0] if order else '?'}'s;")
+print("min ratio = the fastest init ÷ the baseline's fastest (the run the load disturbed least).")
+print()
+print("| function | event | size | init | first response | init ratio | min ratio | outcomes |")
+print("|---|---|---:|---:|---:|---:|---:|---|")
+for name in order:
+    event, size = meta[name]
+    ratio = f"{statistics.median(inits[name]) / baseline[0]:.2f}×" if baseline and inits[name] else "–"
+    fastest = f"{min(inits[name]) / baseline[1]:.2f}×" if baseline and inits[name] else "–"
+    said = ", ".join(f"{what} ×{count}" for what, count in sorted(outcomes[name].items()))
+    print(f"| {name} | {event} | {size} | {cell(inits[name])} | {cell(responses[name])} | {ratio} | {fastest} | {said} |")
+PY
 echo >&2
 echo "function output: $CARGO_TARGET_DIR/cold-start-logs/<function>.log" >&2
