@@ -3,11 +3,16 @@
 //! presigned URLs, and each refusal the contract names. Then the `UploadStore` suite on SQLite
 //! and on DynamoDB (moto).
 
-use bcdi_shared::domain::{Instant, Rne, Secret, Status};
-use bcdi_shared::ports::UploadSession;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bcdi_hosting::sqlite::SqliteStore;
+use bcdi_shared::domain::{Digest, Instant, Rne, Secret, Status};
+use bcdi_shared::ports::{StoreError, UploadFile, UploadSession, UploadStore};
 use bcdi_tests::app::{read, TestApp};
 use bcdi_tests::storage_suite::{bare, bytes, put};
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 const MIB: usize = 1024 * 1024;
 
@@ -679,6 +684,127 @@ async fn the_same_file_again_resumes_its_upload() {
     let listed = files(&app, &token).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], other["id"]);
+}
+
+/// QA's F1: a replacement refused because a concurrent addition took the place its removal had
+/// freed lost the school's unfinished upload. The request is held right after its first write
+/// of the old file while another file is added; the replacement must still succeed (it never
+/// frees a place) and nothing be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replacement_racing_an_addition_at_the_limit_loses_nothing() {
+    let sqlite = Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"));
+    let uploads = Arc::new(HeldUploads::new(sqlite.clone()));
+    let app = TestApp::spawn_with(sqlite, uploads.clone()).await;
+    ready(&app, "0750655E").await;
+    let token = session(&app, "0750655E").await;
+    for i in 0..9 {
+        new_file(&app, &token, &format!("f{i}.zip"), &format!("B{i}"), 10).await;
+    }
+    let old = new_file(&app, &token, "x.zip", "X", 100).await;
+
+    // The tenth file is replaced while another tries to take an eleventh place
+    let (held, release) = uploads.hold_next_write().await;
+    let bigger = json!({"name": "x.zip", "size": 200, "base": "X"});
+    let replace = app.post("/v1/upload/files", Some(&token), &bigger);
+    let addition = async {
+        held.await.expect("the replacement wrote");
+        let one_more = json!({"name": "y.zip", "size": 10, "base": "Y"});
+        let answer = app.post("/v1/upload/files", Some(&token), &one_more).await;
+        release.send(()).expect("the replacement waits");
+        answer
+    };
+    let ((status, body), (added, refusal)) = tokio::join!(replace, addition);
+
+    assert_eq!(status, 201, "the replacement: {body}");
+    assert_ne!(added, 201, "an eleventh file: {refusal}");
+    let listed = files(&app, &token).await;
+    assert_eq!(listed.len(), 10, "{listed:?}");
+    let x: Vec<_> = listed
+        .iter()
+        .filter(|file| file["name"] == "x.zip")
+        .collect();
+    assert_eq!(x.len(), 1, "{listed:?}");
+    assert_eq!(x[0]["id"], body["id"]);
+    assert_ne!(x[0]["id"], old["id"]);
+}
+
+/// An `UploadStore` that can hold the next request removing or replacing a file, right after
+/// its write, until the test releases it: a race made deterministic.
+struct HeldUploads {
+    inner: Arc<dyn UploadStore>,
+    hold: tokio::sync::Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+}
+
+impl HeldUploads {
+    fn new(inner: Arc<dyn UploadStore>) -> Self {
+        Self {
+            inner,
+            hold: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A receiver told when the next write is held, and the sender that releases it.
+    async fn hold_next_write(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (held_tx, held_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        *self.hold.lock().await = Some((held_tx, release_rx));
+        (held_rx, release_tx)
+    }
+
+    async fn held(&self) {
+        let hold = self.hold.lock().await.take();
+        if let Some((held, release)) = hold {
+            let _ = held.send(());
+            let _ = release.await;
+        }
+    }
+}
+
+#[async_trait]
+impl UploadStore for HeldUploads {
+    async fn create_session(
+        &self,
+        token: &Digest,
+        session: &UploadSession,
+    ) -> Result<(), StoreError> {
+        self.inner.create_session(token, session).await
+    }
+
+    async fn find_session(&self, token: &Digest) -> Result<Option<UploadSession>, StoreError> {
+        self.inner.find_session(token).await
+    }
+
+    async fn files(&self, rne: &Rne) -> Result<Vec<UploadFile>, StoreError> {
+        self.inner.files(rne).await
+    }
+
+    async fn file(&self, rne: &Rne, id: &str) -> Result<Option<UploadFile>, StoreError> {
+        self.inner.file(rne, id).await
+    }
+
+    async fn add_file(&self, file: &UploadFile, max_files: usize) -> Result<(), StoreError> {
+        self.inner.add_file(file, max_files).await
+    }
+
+    async fn replace_file(&self, old: &UploadFile, new: &UploadFile) -> Result<(), StoreError> {
+        let replaced = self.inner.replace_file(old, new).await;
+        self.held().await;
+        replaced
+    }
+
+    async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        self.inner.complete_file(rne, id).await
+    }
+
+    async fn reopen_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        self.inner.reopen_file(rne, id).await
+    }
+
+    async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
+        let deleted = self.inner.delete_file(rne, id).await;
+        self.held().await;
+        deleted
+    }
 }
 
 #[tokio::test]

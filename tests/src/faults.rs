@@ -246,6 +246,11 @@ impl UploadStore for FaultyTable {
         self.uploads.add_file(file, max_files).await
     }
 
+    async fn replace_file(&self, old: &UploadFile, new: &UploadFile) -> Result<(), StoreError> {
+        self.faults.store("replace_file")?;
+        self.uploads.replace_file(old, new).await
+    }
+
     async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
         self.faults.store("complete_file")?;
         self.uploads.complete_file(rne, id).await

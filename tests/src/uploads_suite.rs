@@ -25,6 +25,8 @@ macro_rules! uploads_suite {
             a_complete_file_can_be_reopened_once,
             deleting_a_file_removes_it_and_deleting_an_absent_one_succeeds,
             marking_a_base_for_esidoc_unmarks_the_others,
+            replacing_a_file_keeps_its_place_under_the_limit,
+            a_replacement_of_a_changed_file_changes_nothing,
         );
     };
     (@each $store:path; $($name:ident),* $(,)?) => {
@@ -309,4 +311,91 @@ pub async fn marking_a_base_for_esidoc_unmarks_the_others(store: Uploads) {
             ("third".to_owned(), false)
         ]
     );
+}
+
+pub async fn replacing_a_file_keeps_its_place_under_the_limit(store: Uploads) {
+    for id in ["a", "b"] {
+        store
+            .add_file(&file("0750655E", id, 100), 2)
+            .await
+            .expect("added");
+    }
+    let mut new = file("0750655E", "c", 101);
+    new.esidoc_export = true;
+    store
+        .replace_file(&file("0750655E", "a", 100), &new)
+        .await
+        .expect("replaced at the limit");
+    let ids: Vec<_> = store
+        .files(&rne("0750655E"))
+        .await
+        .expect("answers")
+        .into_iter()
+        .map(|file| (file.id, file.esidoc_export))
+        .collect();
+    assert_eq!(ids, [("b".to_owned(), false), ("c".to_owned(), true)]);
+
+    // One out, one in: the count is what it was, neither more nor less.
+    let more = store.add_file(&file("0750655E", "d", 102), 2).await;
+    assert!(matches!(more, Err(StoreError::Conflict)), "{more:?}");
+    for id in ["b", "c"] {
+        store
+            .delete_file(&rne("0750655E"), id)
+            .await
+            .expect("deleted");
+    }
+    for id in ["d", "e"] {
+        store
+            .add_file(&file("0750655E", id, 103), 2)
+            .await
+            .expect("two places free again");
+    }
+}
+
+pub async fn a_replacement_of_a_changed_file_changes_nothing(store: Uploads) {
+    for id in ["a", "b", "c"] {
+        store
+            .add_file(&file("0750655E", id, 100), 10)
+            .await
+            .expect("added");
+    }
+    store
+        .complete_file(&rne("0750655E"), "b")
+        .await
+        .expect("completed");
+    let before = store.files(&rne("0750655E")).await.expect("answers");
+
+    // Gone, completed, another upload under the same id: each one is refused.
+    let mut restarted = file("0750655E", "c", 100);
+    restarted.upload_id = "another upload".to_owned();
+    for (old, conflict) in [
+        (file("0750655E", "gone", 100), true),
+        (file("0750655E", "b", 100), true),
+        (restarted, true),
+        // The new file's id is taken.
+        (file("0750655E", "a", 100), false),
+    ] {
+        let new = if conflict {
+            file("0750655E", "new", 101)
+        } else {
+            file("0750655E", "c", 101)
+        };
+        let replaced = store.replace_file(&old, &new).await;
+        if conflict {
+            assert!(
+                matches!(replaced, Err(StoreError::Conflict)),
+                "{replaced:?}"
+            );
+        } else {
+            assert!(
+                matches!(replaced, Err(StoreError::AlreadyExists)),
+                "{replaced:?}"
+            );
+        }
+        assert_eq!(
+            store.files(&rne("0750655E")).await.expect("answers"),
+            before,
+            "nothing changed"
+        );
+    }
 }

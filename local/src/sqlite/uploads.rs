@@ -196,34 +196,42 @@ impl UploadStore for SqliteStore {
         if usize::try_from(count).unwrap_or(usize::MAX) >= max_files {
             return Err(StoreError::Conflict);
         }
-        transaction
+        insert_file(&transaction, file)?;
+        transaction.commit().map_err(unavailable)
+    }
+
+    async fn replace_file(&self, old: &UploadFile, new: &UploadFile) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let removed = transaction
             .execute(
-                "INSERT INTO upload_files (rne, id, name, base, size, part_size, part_count,
-                     state, upload_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "DELETE FROM upload_files
+                 WHERE rne = ?1 AND id = ?2 AND state = ?3 AND upload_id = ?4",
                 params![
-                    file.rne.as_str(),
-                    file.id,
-                    file.name,
-                    file.base,
-                    to_i64(file.size, "size")?,
-                    to_i64(file.part_size, "part_size")?,
-                    file.part_count,
-                    file.state.as_str(),
-                    file.upload_id,
-                    file.created_at.unix(),
+                    old.rne.as_str(),
+                    old.id,
+                    FileState::Uploading.as_str(),
+                    old.upload_id
                 ],
             )
             .map_err(unavailable)?;
-        if file.esidoc_export {
-            transaction
-                .execute(
-                    "INSERT INTO upload_exports (rne, file_id) VALUES (?1, ?2)
-                     ON CONFLICT (rne) DO UPDATE SET file_id = excluded.file_id",
-                    params![file.rne.as_str(), file.id],
-                )
-                .map_err(unavailable)?;
+        if removed == 0 {
+            // Dropping the transaction rolls it back: nothing changed.
+            return Err(StoreError::Conflict);
         }
+        let taken: bool = transaction
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM upload_files WHERE rne = ?1 AND id = ?2)",
+                params![new.rne.as_str(), new.id],
+                |row| row.get(0),
+            )
+            .map_err(unavailable)?;
+        if taken {
+            return Err(StoreError::AlreadyExists);
+        }
+        insert_file(&transaction, new)?;
         transaction.commit().map_err(unavailable)
     }
 
@@ -245,6 +253,42 @@ impl UploadStore for SqliteStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// Inserts `file` (and marks it exported if it says so) within `transaction`.
+fn insert_file(
+    transaction: &rusqlite::Transaction<'_>,
+    file: &UploadFile,
+) -> Result<(), StoreError> {
+    transaction
+        .execute(
+            "INSERT INTO upload_files (rne, id, name, base, size, part_size, part_count,
+                 state, upload_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                file.rne.as_str(),
+                file.id,
+                file.name,
+                file.base,
+                to_i64(file.size, "size")?,
+                to_i64(file.part_size, "part_size")?,
+                file.part_count,
+                file.state.as_str(),
+                file.upload_id,
+                file.created_at.unix(),
+            ],
+        )
+        .map_err(unavailable)?;
+    if file.esidoc_export {
+        transaction
+            .execute(
+                "INSERT INTO upload_exports (rne, file_id) VALUES (?1, ?2)
+                 ON CONFLICT (rne) DO UPDATE SET file_id = excluded.file_id",
+                params![file.rne.as_str(), file.id],
+            )
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {

@@ -366,13 +366,10 @@ impl App {
                 tracing::info!(file = %same.id, "upload resumed");
                 return Ok(json(StatusCode::CREATED, &file_view(same)));
             }
-            // Another file under the same name: the earlier, unfinished one is replaced.
-            self.remove_file(same).await?;
         }
-        let kept = files
-            .iter()
-            .filter(|file| same.is_none_or(|same| same.id != file.id));
-        if kept.count() >= self.config.uploads.max_files {
+        // Another file under the same name replaces the earlier, unfinished one in its place,
+        // so the limit is checked only for a file that adds one.
+        if same.is_none() && files.len() >= self.config.uploads.max_files {
             return Err(too_many_files(self.config.uploads.max_files));
         }
 
@@ -394,16 +391,27 @@ impl App {
             created_at: Instant::now(),
             esidoc_export: new.esidoc_export,
         };
-        if let Err(error) = self
-            .uploads
-            .add_file(&file, self.config.uploads.max_files)
-            .await
-        {
+        // One store step either way: a refused request leaves every record as it was, and the
+        // replaced file's upload is aborted only once nothing points to it any more.
+        let stored = match same {
+            Some(same) => self.uploads.replace_file(same, &file).await,
+            None => {
+                self.uploads
+                    .add_file(&file, self.config.uploads.max_files)
+                    .await
+            }
+        };
+        if let Err(error) = stored {
             self.abort_quietly(&file).await;
-            return Err(match error {
-                StoreError::Conflict => too_many_files(self.config.uploads.max_files),
-                other => other.into(),
+            return Err(match (error, same) {
+                (StoreError::Conflict, None) => too_many_files(self.config.uploads.max_files),
+                (StoreError::Conflict, Some(_)) => replaced_meanwhile(),
+                (other, _) => other.into(),
             });
+        }
+        if let Some(same) = same {
+            self.abort_quietly(same).await;
+            tracing::info!(file = %same.id, by = %file.id, "unfinished upload replaced");
         }
         tracing::info!(file = %file.id, size = file.size, part_count, "upload started");
         Ok(json(StatusCode::CREATED, &file_view(&file)))

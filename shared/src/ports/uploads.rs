@@ -93,6 +93,13 @@ pub trait UploadStore: Send + Sync {
     /// the establishment's exported base, in place of any other.
     async fn add_file(&self, file: &UploadFile, max_files: usize) -> Result<(), StoreError>;
 
+    /// Puts `new` in the place of `old` in one step, if `old` is still there, uploading, with
+    /// the same multipart upload; `Conflict` otherwise (removed, completed or replaced
+    /// meanwhile), `AlreadyExists` if `new`'s id is taken, and then nothing changed. The count
+    /// of files stays, so a replacement never meets the limit and never frees a place another
+    /// request could take. With `new.esidoc_export`, `new` becomes the exported base.
+    async fn replace_file(&self, old: &UploadFile, new: &UploadFile) -> Result<(), StoreError>;
+
     /// Marks the file complete if it is still uploading; `Conflict` otherwise (or if absent).
     async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError>;
 

@@ -6,6 +6,8 @@
 //! | file | `UPLOAD#<rne>` | `FILE#<id>` | `name`, `base`, `size`, `part_size`, `part_count`, `state`, `upload_id`, `created_at` |
 //! | establishment's uploads | `UPLOAD#<rne>` | `STATE` | `files` (how many), `esidoc_export` (a file id) |
 //!
+//! Replacing an unfinished file by another of the same name is one transaction (old item out
+//! on condition it is unchanged, new one in), so a refused replacement changes nothing.
 //! Adding and removing a file updates the `STATE` item's count in the same transaction, so the
 //! limit on files holds under concurrent requests; the exported base is one attribute there, so
 //! marking one unmarks the others at once. A session keeps `ttl` (the table's time-to-live
@@ -190,6 +192,50 @@ impl UploadStore for DynamoDbStore {
             Err(Cancelled::Condition { first: false }) | Err(Cancelled::Conflict) => {
                 Err(StoreError::Conflict)
             }
+            Err(Cancelled::Other(error)) => Err(error),
+        }
+    }
+
+    async fn replace_file(&self, old: &UploadFile, new: &UploadFile) -> Result<(), StoreError> {
+        // The old item goes only if it is still the same upload, uploading; the count of
+        // files (the `STATE` item) is left as it is: one file out, one in.
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(uploads_pk(&old.rne)))
+            .key("sk", s(file_sk(&old.id)))
+            .condition_expression("#state = :uploading AND upload_id = :upload_id")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":uploading", s(FileState::Uploading.as_str()))
+            .expression_attribute_values(":upload_id", s(&old.upload_id))
+            .build()
+            .map_err(request_error)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(file_item(new)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(request_error)?;
+        let mut items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        if new.esidoc_export {
+            let export = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(uploads_pk(&new.rne)))
+                .key("sk", s(STATE_SK))
+                .update_expression("SET esidoc_export = :id")
+                .expression_attribute_values(":id", s(&new.id))
+                .build()
+                .map_err(request_error)?;
+            items.push(TransactWriteItem::builder().update(export).build());
+        }
+        match self.transact("replace_file", items, &[]).await {
+            Ok(()) => Ok(()),
+            Err(Cancelled::Condition { first: true }) | Err(Cancelled::Conflict) => {
+                Err(StoreError::Conflict)
+            }
+            Err(Cancelled::Condition { first: false }) => Err(StoreError::AlreadyExists),
             Err(Cancelled::Other(error)) => Err(error),
         }
     }
