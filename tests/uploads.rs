@@ -448,7 +448,7 @@ async fn an_oversized_file_is_413_and_creates_nothing() {
 }
 
 #[tokio::test]
-async fn more_files_than_the_limit_is_409_and_creates_nothing() {
+async fn more_files_than_the_limit_is_400_and_creates_nothing() {
     let app = TestApp::spawn().await;
     ready(&app, "0750655E").await;
     let token = session(&app, "0750655E").await;
@@ -469,8 +469,8 @@ async fn more_files_than_the_limit_is_409_and_creates_nothing() {
             &json!({"name": "one-more.zip", "size": 1000, "base": "Encore"}),
         )
         .await;
-    assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"], "conflict");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request");
     assert_eq!(files(&app, &token).await.len(), 10);
 }
 

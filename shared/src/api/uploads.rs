@@ -733,7 +733,7 @@ fn progress_view(establishment: &Establishment, now: Instant) -> Value {
 
 fn too_many_files(max: usize) -> ApiError {
     ApiError::new(
-        ErrorCode::Conflict,
+        ErrorCode::InvalidRequest,
         format!("An establishment may have at most {max} archives: remove one first."),
     )
 }
