@@ -1,6 +1,9 @@
 //! The establishments API, black box, through HTTP against the local server.
 
+use bcdi_shared::domain::Status;
 use bcdi_tests::app::{licence, TestApp, RNES};
+use bcdi_tests::cases::{Call, World, INSTALLING, OWN};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 fn now() -> i64 {
@@ -506,4 +509,57 @@ async fn a_malformed_escape_in_the_path_is_400_and_an_encoded_slash_404() {
         assert_eq!(status, 404, "{path}: {body}");
         assert_eq!(body["error"], "not_found", "{path}");
     }
+}
+
+/// `body` sent as it is (serde_json cannot write a key twice), with `Authorization: Bearer`.
+async fn post_raw(world: &World, path: &str, credential: &str, body: &str) -> (u16, Value) {
+    let response = world
+        .http
+        .post(format!("{}{path}", world.base))
+        .bearer_auth(credential)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the request is sent");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn get(path: &str, credential: &str) -> Call {
+    Call::new(Method::GET, path).bearer(credential)
+}
+
+#[tokio::test]
+async fn a_whitespace_only_body_stands_for_an_empty_object_on_every_endpoint_without_fields() {
+    for blank in ["", " \r\n\t"] {
+        let world = World::new().await;
+        let path = format!("/v1/establishments/{OWN}/upload-sessions");
+        let (status, answer) = post_raw(&world, &path, &world.cyber, blank).await;
+        assert_eq!(status, 201, "{blank:?}: {answer}");
+
+        // Nothing is complete yet: the answer is about that, not about the body.
+        let (status, answer) = post_raw(&world, "/v1/upload/submit", &world.own.token, blank).await;
+        assert_eq!(status, 409, "{blank:?}: {answer}");
+        assert_eq!(answer["error"], "not_ready");
+
+        world.set_status(INSTALLING, Status::InstallFailed).await;
+        let path = format!("/v1/admin/establishments/{INSTALLING}/retry");
+        let (status, answer) = post_raw(&world, &path, &world.operator, blank).await;
+        assert_eq!(status, 202, "{blank:?}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_cursor_is_400_with_a_message_about_the_query() {
+    let world = World::new().await;
+    let call = get(
+        "/v1/admin/establishments?status=2&cursor=bm90LWEtY3Vyc29y",
+        &world.operator,
+    );
+    let answer = world.expect(400, call).await;
+    assert_eq!(answer["error"], "invalid_request");
+    assert!(answer["fields"]["cursor"].is_string(), "{answer}");
+    assert_eq!(answer["message"], "The query has invalid parameters.");
 }

@@ -60,9 +60,7 @@ impl App {
                 .with_message("The RNE/UAI code in the path is not valid.")
         })?;
         tracing::Span::current().record("rne", rne.as_str());
-        if !request.body().iter().all(u8::is_ascii_whitespace) {
-            JsonObject::parse(request.body(), &[])?.finish()?;
-        }
+        JsonObject::parse(request.body(), &[])?.finish()?;
 
         // A round that loses a race to another retry reads the establishment again.
         for _ in 0..MAX_RETRY_ROUNDS {

@@ -303,7 +303,7 @@ fn lease_conflict(error: StoreError) -> ApiError {
 
 /// A request body read twice: `JsonObject` refuses unknown fields and non-objects, then the
 /// typed fields it does not read (numbers, arrays, objects) come from the raw object. An empty
-/// body stands for `{}`.
+/// body stands for `{}` (`JsonObject`'s rule).
 struct Body {
     fields: Map<String, Value>,
     errors: BTreeMap<String, String>,
@@ -311,11 +311,6 @@ struct Body {
 
 impl Body {
     fn parse(body: &[u8], known: &[&str]) -> Result<Self, ApiError> {
-        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            body
-        };
         let errors = match JsonObject::parse(body, known)?.finish() {
             Ok(()) => BTreeMap::new(),
             Err(error) => error.fields,

@@ -1,5 +1,8 @@
 //! Reading a JSON request body field by field, so that one 400 names every wrong field and an
 //! unknown field is refused rather than ignored.
+//!
+//! Every endpoint reads its body through [`JsonObject::parse`], so the rules here hold for the
+//! whole API: a body that is empty or only whitespace stands for `{}`.
 
 use std::collections::BTreeMap;
 
@@ -25,8 +28,13 @@ impl JsonObject {
                 format!("The request body must be at most {MAX_BODY_BYTES} bytes."),
             ));
         }
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|error| ApiError::invalid(format!("The body is not valid JSON: {error}.")))?;
+        let value = if is_empty_body(body) {
+            Value::Object(Map::new())
+        } else {
+            serde_json::from_slice(body).map_err(|error| {
+                ApiError::invalid(format!("The body is not valid JSON: {error}."))
+            })?
+        };
         let Value::Object(fields) = value else {
             return Err(ApiError::invalid("The body must be a JSON object."));
         };
@@ -78,6 +86,11 @@ impl JsonObject {
     }
 }
 
+/// The one rule for a body that says nothing: empty or only JSON whitespace, it means `{}`.
+fn is_empty_body(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +123,15 @@ mod tests {
             JsonObject::parse(&huge, &[]).err().unwrap().code,
             ErrorCode::PayloadTooLarge
         );
+    }
+
+    #[test]
+    fn an_empty_or_whitespace_body_stands_for_an_empty_object() {
+        for body in [&b""[..], b" ", b"\r\n\t "] {
+            assert!(JsonObject::parse(body, &[]).unwrap().finish().is_ok());
+        }
+        let mut object = JsonObject::parse(b" ", &["rne"]).unwrap();
+        assert!(object.required("rne", |v| Ok(v.to_owned())).is_none());
+        assert_eq!(object.finish().unwrap_err().fields["rne"], "is required");
     }
 }

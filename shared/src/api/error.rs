@@ -151,7 +151,9 @@ impl From<StoreError> for ApiError {
                     "is not a cursor this listing handed out".to_owned(),
                 )]
                 .into(),
-            ),
+            )
+            // A cursor is only ever a query parameter, never in a body.
+            .with_message("The query has invalid parameters."),
             StoreError::Unavailable(_) => Self::unavailable(&error),
         }
     }
