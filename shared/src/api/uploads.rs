@@ -738,6 +738,15 @@ fn too_many_files(max: usize) -> ApiError {
     )
 }
 
+/// The unfinished file a new one was to replace was changed (completed, removed or replaced)
+/// by another request meanwhile: nothing was done, the page may try again.
+fn replaced_meanwhile() -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        "Another request changed this archive meanwhile: nothing was done, try again.",
+    )
+}
+
 /// The file exported to e-sidoc: the one marked, else the base named "Principale", else the
 /// oldest.
 fn exported_base(files: &[&UploadFile]) -> String {
