@@ -527,6 +527,45 @@ async fn post_raw(world: &World, path: &str, credential: &str, body: &str) -> (u
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+#[tokio::test]
+async fn a_key_given_twice_in_a_body_is_400_naming_it_and_changes_nothing() {
+    let world = World::new().await;
+    let before = world.snapshot().await;
+
+    // At the top level: neither establishment is created, whichever value would have won.
+    let body = r#"{"rne": "0750656F", "rne": "0160010Z", "griffe": "Collège Jean Moulin",
+        "code": "ABCDEFGH", "version": "CL", "agricole": false}"#;
+    let (status, answer) = post_raw(&world, "/v1/establishments", &world.cyber, body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "invalid_request");
+    assert_eq!(answer["fields"]["rne"], "is given twice", "{answer}");
+    assert_eq!(world.snapshot().await, before);
+
+    // Nested, in the result an agent reports: the job stays leased, the workflow hears nothing.
+    let id = world.claim().await;
+    let leased = world.snapshot().await;
+    let body = r#"{"result": {"host": "127.0.0.1", "port": 8123, "host": "10.0.0.1"}}"#;
+    let path = format!("/v1/agent/jobs/{id}/succeed");
+    let (status, answer) = post_raw(&world, &path, &world.operator, body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["fields"]["result.host"], "is given twice",
+        "{answer}"
+    );
+    assert_eq!(world.snapshot().await, leased);
+
+    // In a list of objects, as `complete` reads its parts.
+    let body = r#"{"parts": [{"part": 1, "etag": "a", "part": 2}]}"#;
+    let path = format!("/v1/upload/files/{}/complete", world.own.file);
+    let (status, answer) = post_raw(&world, &path, &world.own.token, body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["fields"]["parts[0].part"], "is given twice",
+        "{answer}"
+    );
+    assert_eq!(world.snapshot().await, leased);
+}
+
 fn get(path: &str, credential: &str) -> Call {
     Call::new(Method::GET, path).bearer(credential)
 }
