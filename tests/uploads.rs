@@ -728,6 +728,27 @@ async fn a_replacement_racing_an_addition_at_the_limit_loses_nothing() {
     assert_ne!(x[0]["id"], old["id"]);
 }
 
+/// QA's F2: identical bodies sent at once started as many files. The same name, base and size
+/// while uploading answers the same file, however the requests interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_file_asked_at_once_is_started_once() {
+    let app = TestApp::spawn().await;
+    ready(&app, "0750655E").await;
+    let token = session(&app, "0750655E").await;
+    let body = json!({"name": "data.zip", "size": 1000, "base": "Principale"});
+    let answers = futures::future::join_all(
+        (0..5).map(|_| app.post("/v1/upload/files", Some(&token), &body)),
+    )
+    .await;
+
+    let listed = files(&app, &token).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    for (status, file) in answers {
+        assert_eq!(status, 201, "{file}");
+        assert_eq!(file["id"], listed[0]["id"]);
+    }
+}
+
 /// An `UploadStore` that can hold the next request removing or replacing a file, right after
 /// its write, until the test releases it: a race made deterministic.
 struct HeldUploads {

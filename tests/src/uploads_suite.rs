@@ -27,6 +27,7 @@ macro_rules! uploads_suite {
             marking_a_base_for_esidoc_unmarks_the_others,
             replacing_a_file_keeps_its_place_under_the_limit,
             a_replacement_of_a_changed_file_changes_nothing,
+            one_file_at_a_time_uploads_under_a_name_and_base,
         );
     };
     (@each $store:path; $($name:ident),* $(,)?) => {
@@ -398,4 +399,75 @@ pub async fn a_replacement_of_a_changed_file_changes_nothing(store: Uploads) {
             "nothing changed"
         );
     }
+}
+
+pub async fn one_file_at_a_time_uploads_under_a_name_and_base(store: Uploads) {
+    let named = |id: &str| UploadFile {
+        name: "data.zip".to_owned(),
+        ..file("0750655E", id, 100)
+    };
+    // Concurrent additions of the same name and base: one wins.
+    let tasks: Vec<_> = (0..5)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let file = named(&format!("f{i}"));
+            tokio::spawn(async move { store.add_file(&file, 10).await })
+        })
+        .collect();
+    let mut added = 0;
+    for task in tasks {
+        match task.await.expect("the task ran") {
+            Ok(()) => added += 1,
+            Err(StoreError::Conflict) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(added, 1);
+    let files = store.files(&rne("0750655E")).await.expect("answers");
+    assert_eq!(files.len(), 1);
+    let first = files[0].clone();
+
+    // Another base, or another establishment, is another name.
+    let other_base = UploadFile {
+        base: "Annexe".to_owned(),
+        ..named("g")
+    };
+    store.add_file(&other_base, 10).await.expect("added");
+    let elsewhere = UploadFile {
+        name: "data.zip".to_owned(),
+        ..file("0750654D", "h", 100)
+    };
+    store.add_file(&elsewhere, 10).await.expect("added");
+
+    // A replacement takes the name over; the replaced file's name no longer blocks.
+    let second = named("second");
+    store.replace_file(&first, &second).await.expect("replaced");
+    let again = store.add_file(&named("third"), 10).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+
+    // Completed, the file frees its name; so does a removed one.
+    store
+        .complete_file(&rne("0750655E"), "second")
+        .await
+        .expect("completed");
+    store
+        .add_file(&named("third"), 10)
+        .await
+        .expect("the name is free once complete");
+    store
+        .delete_file(&rne("0750655E"), "third")
+        .await
+        .expect("deleted");
+    store
+        .add_file(&named("fourth"), 10)
+        .await
+        .expect("the name is free once removed");
+    let ids: Vec<_> = store
+        .files(&rne("0750655E"))
+        .await
+        .expect("answers")
+        .into_iter()
+        .map(|file| file.id)
+        .collect();
+    assert_eq!(ids, ["fourth", "g", "second"]);
 }

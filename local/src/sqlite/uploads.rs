@@ -1,5 +1,6 @@
 //! Upload sessions and uploaded archives in SQLite, with the promises of the DynamoDB adapter:
-//! the limit on files is checked and the file added in one transaction.
+//! the limit on files and the uniqueness of an uploading file's name and base are checked and
+//! the file added in one transaction.
 
 use async_trait::async_trait;
 use bcdi_shared::domain::{Digest, Instant, Rne};
@@ -193,7 +194,9 @@ impl UploadStore for SqliteStore {
         if taken {
             return Err(StoreError::AlreadyExists);
         }
-        if usize::try_from(count).unwrap_or(usize::MAX) >= max_files {
+        if usize::try_from(count).unwrap_or(usize::MAX) >= max_files
+            || uploading_under_its_name(&transaction, file)?
+        {
             return Err(StoreError::Conflict);
         }
         insert_file(&transaction, file)?;
@@ -231,6 +234,9 @@ impl UploadStore for SqliteStore {
         if taken {
             return Err(StoreError::AlreadyExists);
         }
+        if uploading_under_its_name(&transaction, new)? {
+            return Err(StoreError::Conflict);
+        }
         insert_file(&transaction, new)?;
         transaction.commit().map_err(unavailable)
     }
@@ -253,6 +259,30 @@ impl UploadStore for SqliteStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// Whether `file` is uploading while another file of its establishment uploads under the same
+/// name and base: checked in the transaction that adds it, which SQLite runs alone.
+fn uploading_under_its_name(
+    transaction: &rusqlite::Transaction<'_>,
+    file: &UploadFile,
+) -> Result<bool, StoreError> {
+    if file.state != FileState::Uploading {
+        return Ok(false);
+    }
+    transaction
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM upload_files
+                 WHERE rne = ?1 AND name = ?2 AND base = ?3 AND state = ?4)",
+            params![
+                file.rne.as_str(),
+                file.name,
+                file.base,
+                FileState::Uploading.as_str()
+            ],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)
 }
 
 /// Inserts `file` (and marks it exported if it says so) within `transaction`.

@@ -403,11 +403,26 @@ impl App {
         };
         if let Err(error) = stored {
             self.abort_quietly(&file).await;
-            return Err(match (error, same) {
-                (StoreError::Conflict, None) => too_many_files(self.config.uploads.max_files),
-                (StoreError::Conflict, Some(_)) => replaced_meanwhile(),
-                (other, _) => other.into(),
+            if !matches!(error, StoreError::Conflict) {
+                return Err(error.into());
+            }
+            // Refused: a concurrent request may have started this very file (the store lets
+            // one file upload under a name and base), which the same body answers.
+            let files = self.uploads.files(&rne).await?;
+            let winner = files.iter().find(|other| {
+                other.state == FileState::Uploading
+                    && other.name == file.name
+                    && other.base == file.base
             });
+            return match winner {
+                Some(winner) if winner.size == file.size => {
+                    tracing::info!(file = %winner.id, "upload started by a concurrent request");
+                    Ok(json(StatusCode::CREATED, &file_view(winner)))
+                }
+                Some(_) => Err(replaced_meanwhile()),
+                None if same.is_some() => Err(replaced_meanwhile()),
+                None => Err(too_many_files(self.config.uploads.max_files)),
+            };
         }
         if let Some(same) = same {
             self.abort_quietly(same).await;

@@ -88,14 +88,16 @@ pub trait UploadStore: Send + Sync {
 
     async fn file(&self, rne: &Rne, id: &str) -> Result<Option<UploadFile>, StoreError>;
 
-    /// Adds `file` if the establishment has fewer than `max_files` files, atomically, else
+    /// Adds `file` if the establishment has fewer than `max_files` files and, if `file` is
+    /// uploading, no other file uploading under the same name and base, atomically, else
     /// `Conflict`; `AlreadyExists` if its id is taken. With `file.esidoc_export`, it becomes
     /// the establishment's exported base, in place of any other.
     async fn add_file(&self, file: &UploadFile, max_files: usize) -> Result<(), StoreError>;
 
     /// Puts `new` in the place of `old` in one step, if `old` is still there, uploading, with
     /// the same multipart upload; `Conflict` otherwise (removed, completed or replaced
-    /// meanwhile), `AlreadyExists` if `new`'s id is taken, and then nothing changed. The count
+    /// meanwhile) or if another file uploads under `new`'s name and base, `AlreadyExists` if
+    /// `new`'s id is taken, and then nothing changed. The count
     /// of files stays, so a replacement never meets the limit and never frees a place another
     /// request could take. With `new.esidoc_export`, `new` becomes the exported base.
     async fn replace_file(&self, old: &UploadFile, new: &UploadFile) -> Result<(), StoreError>;

@@ -4,8 +4,12 @@
 //! |---|---|---|---|
 //! | session | `UPLSESSION#<hex digest of the token>` | `SESSION` | `rne`, `expires_at`, `ttl` |
 //! | file | `UPLOAD#<rne>` | `FILE#<id>` | `name`, `base`, `size`, `part_size`, `part_count`, `state`, `upload_id`, `created_at` |
+//! | name of an uploading file | `UPLOAD#<rne>` | `NAME#<hex SHA-256 of name, NUL, base>` | `file_id` |
 //! | establishment's uploads | `UPLOAD#<rne>` | `STATE` | `files` (how many), `esidoc_export` (a file id) |
 //!
+//! The `NAME#` item is put with an uploading file and goes when it completes or is removed, all
+//! in the same transactions, so two requests never start the same file twice. (A file reopened
+//! after a failed assembly gets none back: a rare duplicate then stays possible.)
 //! Replacing an unfinished file by another of the same name is one transaction (old item out
 //! on condition it is unchanged, new one in), so a refused replacement changes nothing.
 //! Adding and removing a file updates the `STATE` item's count in the same transaction, so the
@@ -18,6 +22,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use sha2::{Digest as _, Sha256};
 
 use super::{
     corrupt, n, number, optional_string, request_error, s, string, unavailable, Cancelled,
@@ -42,6 +47,48 @@ fn file_sk(id: &str) -> String {
 }
 
 const STATE_SK: &str = "STATE";
+
+/// `NAME#<hex SHA-256 of name, NUL, base>`: any name and base fit a sort key.
+fn name_sk(name: &str, base: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(name.as_bytes())
+        .chain_update([0])
+        .chain_update(base.as_bytes())
+        .finalize();
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("NAME#{hex}")
+}
+
+/// Keeps the name and base of an uploading file to itself: put with `attribute_not_exists`,
+/// or, in a replacement, on condition that it names the replaced file (or none, as for files
+/// added before these items existed).
+fn name_put(table: &str, file: &UploadFile, replaced: Option<&str>) -> Result<Put, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .item("pk", s(uploads_pk(&file.rne)))
+        .item("sk", s(name_sk(&file.name, &file.base)))
+        .item("file_id", s(&file.id));
+    match replaced {
+        None => put.condition_expression("attribute_not_exists(pk)"),
+        Some(old) => put
+            .condition_expression("attribute_not_exists(pk) OR file_id = :old")
+            .expression_attribute_values(":old", s(old)),
+    }
+    .build()
+    .map_err(request_error)
+}
+
+/// Frees the name and base of `file`, which stops uploading, unless another file holds them.
+fn name_delete(table: &str, file: &UploadFile) -> Result<Delete, StoreError> {
+    Delete::builder()
+        .table_name(table)
+        .key("pk", s(uploads_pk(&file.rne)))
+        .key("sk", s(name_sk(&file.name, &file.base)))
+        .condition_expression("attribute_not_exists(pk) OR file_id = :id")
+        .expression_attribute_values(":id", s(&file.id))
+        .build()
+        .map_err(request_error)
+}
 
 fn file_item(file: &UploadFile) -> Item {
     HashMap::from([
@@ -182,10 +229,14 @@ impl UploadStore for DynamoDbStore {
             .update_expression(format!("SET {set}"))
             .build()
             .map_err(request_error)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(count).build(),
         ];
+        if file.state == FileState::Uploading {
+            let name = name_put(&self.table, file, None)?;
+            items.push(TransactWriteItem::builder().put(name).build());
+        }
         match self.transact("add_file", items, &[]).await {
             Ok(()) => Ok(()),
             Err(Cancelled::Condition { first: true }) => Err(StoreError::AlreadyExists),
@@ -219,6 +270,15 @@ impl UploadStore for DynamoDbStore {
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().put(put).build(),
         ];
+        if name_sk(&old.name, &old.base) == name_sk(&new.name, &new.base) {
+            let name = name_put(&self.table, new, Some(&old.id))?;
+            items.push(TransactWriteItem::builder().put(name).build());
+        } else {
+            let freed = name_delete(&self.table, old)?;
+            items.push(TransactWriteItem::builder().delete(freed).build());
+            let name = name_put(&self.table, new, None)?;
+            items.push(TransactWriteItem::builder().put(name).build());
+        }
         if new.esidoc_export {
             let export = Update::builder()
                 .table_name(&self.table)
@@ -235,14 +295,47 @@ impl UploadStore for DynamoDbStore {
             Err(Cancelled::Condition { first: true }) | Err(Cancelled::Conflict) => {
                 Err(StoreError::Conflict)
             }
-            Err(Cancelled::Condition { first: false }) => Err(StoreError::AlreadyExists),
+            Err(Cancelled::Condition { first: false }) => {
+                // The new id, or the name and base, taken meanwhile.
+                match self.file(&new.rne, &new.id).await? {
+                    Some(_) => Err(StoreError::AlreadyExists),
+                    None => Err(StoreError::Conflict),
+                }
+            }
             Err(Cancelled::Other(error)) => Err(error),
         }
     }
 
     async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
-        self.set_file_state(rne, id, FileState::Uploading, FileState::Complete)
-            .await
+        // Its name and base are freed with the change of state, in one transaction.
+        let Some(file) = self.file(rne, id).await? else {
+            return Err(StoreError::Conflict);
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(uploads_pk(rne)))
+            .key("sk", s(file_sk(id)))
+            .update_expression("SET #state = :to")
+            .condition_expression("#state = :from AND upload_id = :upload_id")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", s(FileState::Complete.as_str()))
+            .expression_attribute_values(":from", s(FileState::Uploading.as_str()))
+            .expression_attribute_values(":upload_id", s(&file.upload_id))
+            .build()
+            .map_err(request_error)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder()
+                .delete(name_delete(&self.table, &file)?)
+                .build(),
+        ];
+        match self.transact("complete_file", items, &[]).await {
+            Ok(()) => Ok(()),
+            Err(Cancelled::Condition { .. }) | Err(Cancelled::Conflict) => {
+                Err(StoreError::Conflict)
+            }
+            Err(Cancelled::Other(error)) => Err(error),
+        }
     }
 
     async fn reopen_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
@@ -308,10 +401,18 @@ impl DynamoDbStore {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(request_error)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().update(count).build(),
         ];
+        // An uploading file frees its name and base with it; a change of state meanwhile
+        // fails the condition below, and the caller may try again.
+        if let Some(file) = self.file(rne, id).await? {
+            if file.state == FileState::Uploading {
+                let freed = name_delete(&self.table, &file)?;
+                items.push(TransactWriteItem::builder().delete(freed).build());
+            }
+        }
         match self.transact("delete_file", items, &[]).await {
             Ok(()) => Ok(()),
             // Already gone: what was asked holds.
