@@ -1,6 +1,7 @@
 //! The establishments API, black box, through HTTP against the local server.
 
-use bcdi_shared::domain::Status;
+use bcdi_shared::domain::{Instant, Status};
+use bcdi_shared::ports::jobs::JobStore;
 use bcdi_tests::app::{licence, TestApp, RNES};
 use bcdi_tests::cases::{Call, World, INSTALLING, OWN};
 use reqwest::Method;
@@ -564,6 +565,55 @@ async fn a_key_given_twice_in_a_body_is_400_naming_it_and_changes_nothing() {
         "{answer}"
     );
     assert_eq!(world.snapshot().await, leased);
+}
+
+#[tokio::test]
+async fn a_heartbeat_eta_in_the_past_or_too_far_ahead_is_400_and_renews_nothing() {
+    let world = World::new().await;
+    let id = world.claim().await;
+    let establishment = format!("/v1/establishments/{INSTALLING}");
+    let shown = |view: &Value| (view["next_step_at"].clone(), view["timestamp"].clone());
+    let before = shown(&world.expect(200, get(&establishment, &world.cyber)).await);
+    let lease = world
+        .table
+        .get(&world.install_job)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease;
+    assert!(lease.is_some());
+    // A renewal made now would move the lease's end (whole seconds) past the claim's.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let in_days = |days: i64| Instant::from_unix(Instant::now().unix() + days * 86_400).rfc3339();
+    let path = format!("/v1/agent/jobs/{id}/heartbeat");
+    for (eta, why) in [
+        ("0000-01-01T00:00:00Z".to_owned(), "must not be in the past"),
+        (in_days(-1), "must not be in the past"),
+        (
+            "9999-01-01T00:00:00Z".to_owned(),
+            "must be at most 30 days ahead",
+        ),
+        (in_days(31), "must be at most 30 days ahead"),
+    ] {
+        let body = json!({ "eta": eta }).to_string();
+        let (status, answer) = post_raw(&world, &path, &world.operator, &body).await;
+        assert_eq!(status, 400, "{eta}: {answer}");
+        assert_eq!(answer["error"], "invalid_request");
+        assert_eq!(answer["fields"]["eta"], why, "{eta}: {answer}");
+    }
+    let after = shown(&world.expect(200, get(&establishment, &world.cyber)).await);
+    assert_eq!(after, before);
+    let job = world.table.get(&world.install_job).await.unwrap().unwrap();
+    assert_eq!(job.lease, lease, "a refused heartbeat renewed the lease");
+
+    // An eta within the bound is taken.
+    let eta = in_days(29);
+    let body = json!({ "eta": eta }).to_string();
+    let (status, answer) = post_raw(&world, &path, &world.operator, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let view = world.expect(200, get(&establishment, &world.cyber)).await;
+    assert_eq!(view["next_step_at"], eta.as_str());
 }
 
 fn get(path: &str, credential: &str) -> Call {

@@ -15,7 +15,7 @@ use bcdi_hosting::service::{self, LocalService};
 use bcdi_hosting::workflows::LocalWorkflows;
 use bcdi_shared::archive::ArchiveLimits;
 use bcdi_shared::config::Config;
-use bcdi_shared::domain::Secret;
+use bcdi_shared::domain::{Instant, Secret};
 use bcdi_tests::app::{fresh_dir, licence, read};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -391,15 +391,16 @@ async fn an_establishment_goes_from_1_to_4_through_the_agent_api_on_real_archive
     assert!(job["lease_expires_at"].is_string());
 
     // When the agent heartbeats with a new expected end, the school sees that time
-    let eta = "2030-01-02T03:04:05Z";
+    // (a day ahead: an eta in the past or over 30 days ahead is refused)
+    let eta = Instant::from_unix(Instant::now().unix() + 86_400);
     let (status, body) = service
-        .job_call(&job, "heartbeat", &json!({ "eta": eta }))
+        .job_call(&job, "heartbeat", &json!({ "eta": eta.rfc3339() }))
         .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["lease_expires_at"].is_string());
     let establishment = service.establishment(rne).await;
-    assert_eq!(establishment["next_step_at"], eta);
-    assert_eq!(establishment["timestamp"], 1_893_553_445);
+    assert_eq!(establishment["next_step_at"], eta.rfc3339());
+    assert_eq!(establishment["timestamp"], eta.unix());
 
     // And reports the server installed: status 2, no connection shown yet
     let (status, body) = service
@@ -565,7 +566,10 @@ async fn a_job_whose_lease_lapsed_goes_to_another_agent_and_the_first_is_refused
     };
     assert_eq!(job_of(&first), job_of(&second));
     for (action, body) in [
-        ("heartbeat", json!({"eta": "2030-01-01T00:00:00Z"})),
+        (
+            "heartbeat",
+            json!({"eta": Instant::from_unix(Instant::now().unix() + 3600).rfc3339()}),
+        ),
         (
             "succeed",
             json!({"result": {"host": "127.0.0.1", "port": 1}}),

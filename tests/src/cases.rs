@@ -576,7 +576,10 @@ async fn cases(endpoint: Endpoint, variant: usize, world: &World) -> Vec<Case> {
                 "heartbeat with an ETA",
                 Call::new(Method::POST, format!("/v1/agent/jobs/{id}/heartbeat"))
                     .bearer(&world.operator)
-                    .body(json!({"eta": "2030-01-01T12:00:00Z"})),
+                    // An hour ahead: an eta in the past or over 30 days ahead is refused.
+                    .body(
+                        json!({"eta": Instant::from_unix(Instant::now().unix() + 3600).rfc3339()}),
+                    ),
                 200,
             )]
         }

@@ -29,6 +29,10 @@ const DOWNLOAD_URL_SECONDS: u64 = 3600;
 /// Longest `detail` an agent may report.
 const MAX_DETAIL_CHARS: usize = 2000;
 
+/// Furthest ahead a heartbeat's `eta` may be: no install or mount step takes a month, so a later
+/// one is a broken agent clock, and would show the school a meaningless date.
+pub const MAX_ETA_DAYS: u64 = 30;
+
 impl Caller {
     pub fn must_be_operator(&self) -> Result<(), ApiError> {
         match self {
@@ -136,11 +140,12 @@ impl App {
         self.authenticate(request.headers())
             .await?
             .must_be_operator()?;
-        let eta = parse_heartbeat(request.body())?;
+        // A refused body renews nothing: the 400 comes before the lease is touched.
+        let now = Instant::now();
+        let eta = parse_heartbeat(request.body(), now)?;
         let (job, lease_id) = self.leased_job(id).await?;
 
         self.release_token(&job, Outcome::Heartbeat).await?;
-        let now = Instant::now();
         let expires_at = now.plus_seconds(self.config.job_lease.as_secs());
         self.jobs
             .renew(&job.key, &lease_id, now, expires_at)
@@ -382,11 +387,21 @@ fn parse_claim(body: &[u8]) -> Result<(Vec<JobKind>, u64), ApiError> {
     Ok((kinds, wait))
 }
 
-fn parse_heartbeat(body: &[u8]) -> Result<Option<Instant>, ApiError> {
+/// The optional `eta`, which must lie between `now` and `MAX_ETA_DAYS` ahead.
+fn parse_heartbeat(body: &[u8], now: Instant) -> Result<Option<Instant>, ApiError> {
     let mut body = Body::parse(body, &["eta"])?;
+    let latest = now.plus_seconds(MAX_ETA_DAYS * 24 * 3600);
     let eta = match body.get("eta") {
         None => None,
         Some(Value::String(text)) => match Instant::parse_rfc3339(text) {
+            Some(eta) if eta < now => {
+                body.fail("eta", "must not be in the past");
+                None
+            }
+            Some(eta) if eta > latest => {
+                body.fail("eta", &format!("must be at most {MAX_ETA_DAYS} days ahead"));
+                None
+            }
             Some(eta) => Some(eta),
             None => {
                 body.fail("eta", "must be an RFC 3339 instant");
