@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bcdi_hosting::sqlite::SqliteStore;
 use bcdi_shared::domain::{Digest, Instant, Rne, Secret, Status};
-use bcdi_shared::ports::{StoreError, UploadFile, UploadSession, UploadStore};
+use bcdi_shared::ports::{FileState, StoreError, UploadFile, UploadSession, UploadStore};
 use bcdi_tests::app::{read, TestApp};
 use bcdi_tests::storage_suite::{bare, bytes, put};
 use serde_json::{json, Value};
@@ -749,7 +749,48 @@ async fn the_same_file_asked_at_once_is_started_once() {
     }
 }
 
-/// An `UploadStore` that can hold the next request removing or replacing a file, right after
+/// QA's F3: a completion racing a removal assembled the archive after the record was gone,
+/// leaving an unlisted object in storage. The completion is held right after it marked the
+/// file complete while the removal runs: the removal must wait for the archive (409) and the
+/// file end listed and stored, never stored unlisted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_completion_racing_a_removal_leaves_no_archive_behind() {
+    let sqlite = Arc::new(SqliteStore::in_memory().expect("in-memory SQLite"));
+    let uploads = Arc::new(HeldUploads::new(sqlite.clone()));
+    let app = TestApp::spawn_with(sqlite, uploads.clone()).await;
+    ready(&app, "0750655E").await;
+    let token = session(&app, "0750655E").await;
+    let file = new_file(&app, &token, "data.zip", "Principale", 1000).await;
+    let id = file["id"].as_str().expect("an id").to_owned();
+    let etags = send(&app, &token, &id, &[(1, bytes(3, 1000))]).await;
+
+    let (held, release) = uploads.hold_next_write().await;
+    let parts = [(1, etags[0].as_str())];
+    let completion = complete(&app, &token, &id, &parts);
+    let path = format!("/v1/upload/files/{id}");
+    let removal = async {
+        held.await.expect("the completion wrote");
+        let answer = call(&app, reqwest::Method::DELETE, &path, Some(&token), None).await;
+        release.send(()).expect("the completion waits");
+        answer
+    };
+    let ((completed, body), (removed, _)) = tokio::join!(completion, removal);
+
+    assert_eq!(removed, 409);
+    assert_eq!(completed, 200, "{body}");
+    let listed = files(&app, &token).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "complete");
+    let key = format!("bases/0750655E/{id}.zip");
+    assert_eq!(app.storage.size(&key).await.ok(), Some(1000));
+
+    // Once assembled, it is removed with its archive.
+    let (removed, _) = call(&app, reqwest::Method::DELETE, &path, Some(&token), None).await;
+    assert_eq!(removed, 204);
+    assert!(app.storage.size(&key).await.is_err(), "no archive is left");
+}
+
+/// An `UploadStore` that can hold the next request completing, removing or replacing a file, right after
 /// its write, until the test releases it: a race made deterministic.
 struct HeldUploads {
     inner: Arc<dyn UploadStore>,
@@ -814,7 +855,9 @@ impl UploadStore for HeldUploads {
     }
 
     async fn complete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
-        self.inner.complete_file(rne, id).await
+        let completed = self.inner.complete_file(rne, id).await;
+        self.held().await;
+        completed
     }
 
     async fn reopen_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
@@ -823,6 +866,17 @@ impl UploadStore for HeldUploads {
 
     async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
         let deleted = self.inner.delete_file(rne, id).await;
+        self.held().await;
+        deleted
+    }
+
+    async fn delete_file_in(
+        &self,
+        rne: &Rne,
+        id: &str,
+        state: FileState,
+    ) -> Result<(), StoreError> {
+        let deleted = self.inner.delete_file_in(rne, id, state).await;
         self.held().await;
         deleted
     }

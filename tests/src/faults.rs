@@ -11,9 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bcdi_shared::domain::{Digest, Establishment, Instant, Rne, Status, StatusEvent, Transition};
 use bcdi_shared::ports::{
-    EstablishmentStore, Job, JobKind, JobState, JobStore, Lease, NewJob, Page, Started, Storage,
-    StorageError, StoreError, StoredPart, TaskTokenError, UploadFile, UploadSession, UploadStore,
-    WorkflowError, WorkflowKind, WorkflowRun, Workflows,
+    EstablishmentStore, FileState, Job, JobKind, JobState, JobStore, Lease, NewJob, Page, Started,
+    Storage, StorageError, StoreError, StoredPart, TaskTokenError, UploadFile, UploadSession,
+    UploadStore, WorkflowError, WorkflowKind, WorkflowRun, Workflows,
 };
 use serde_json::Value;
 
@@ -264,6 +264,16 @@ impl UploadStore for FaultyTable {
     async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
         self.faults.store("delete_file")?;
         self.uploads.delete_file(rne, id).await
+    }
+
+    async fn delete_file_in(
+        &self,
+        rne: &Rne,
+        id: &str,
+        state: FileState,
+    ) -> Result<(), StoreError> {
+        self.faults.store("delete_file")?;
+        self.uploads.delete_file_in(rne, id, state).await
     }
 }
 

@@ -28,6 +28,7 @@ macro_rules! uploads_suite {
             replacing_a_file_keeps_its_place_under_the_limit,
             a_replacement_of_a_changed_file_changes_nothing,
             one_file_at_a_time_uploads_under_a_name_and_base,
+            a_file_is_removed_only_in_the_state_it_was_read_in,
         );
     };
     (@each $store:path; $($name:ident),* $(,)?) => {
@@ -470,4 +471,47 @@ pub async fn one_file_at_a_time_uploads_under_a_name_and_base(store: Uploads) {
         .map(|file| file.id)
         .collect();
     assert_eq!(ids, ["fourth", "g", "second"]);
+}
+
+pub async fn a_file_is_removed_only_in_the_state_it_was_read_in(store: Uploads) {
+    for id in ["a", "b"] {
+        store
+            .add_file(&file("0750655E", id, 100), 2)
+            .await
+            .expect("added");
+    }
+    store
+        .complete_file(&rne("0750655E"), "a")
+        .await
+        .expect("completed");
+
+    // Read uploading, completed since: kept.
+    let refused = store
+        .delete_file_in(&rne("0750655E"), "a", FileState::Uploading)
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict)), "{refused:?}");
+    assert_eq!(
+        store.files(&rne("0750655E")).await.expect("answers").len(),
+        2
+    );
+
+    // In the state read: removed, and counted out; absent: nothing to do.
+    store
+        .delete_file_in(&rne("0750655E"), "a", FileState::Complete)
+        .await
+        .expect("removed");
+    store
+        .delete_file_in(&rne("0750655E"), "a", FileState::Uploading)
+        .await
+        .expect("absent is fine");
+    store
+        .delete_file_in(&rne("0750655E"), "b", FileState::Uploading)
+        .await
+        .expect("removed");
+    for id in ["c", "d"] {
+        store
+            .add_file(&file("0750655E", id, 100), 2)
+            .await
+            .expect("two places free again");
+    }
 }

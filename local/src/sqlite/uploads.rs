@@ -259,6 +259,35 @@ impl UploadStore for SqliteStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn delete_file_in(
+        &self,
+        rne: &Rne,
+        id: &str,
+        state: FileState,
+    ) -> Result<(), StoreError> {
+        let connection = self.lock();
+        let deleted = connection
+            .execute(
+                "DELETE FROM upload_files WHERE rne = ?1 AND id = ?2 AND state = ?3",
+                params![rne.as_str(), id, state.as_str()],
+            )
+            .map_err(unavailable)?;
+        if deleted == 0 {
+            // Under the same lock: absent (fine) or in another state (refused).
+            let present: bool = connection
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM upload_files WHERE rne = ?1 AND id = ?2)",
+                    params![rne.as_str(), id],
+                    |row| row.get(0),
+                )
+                .map_err(unavailable)?;
+            if present {
+                return Err(StoreError::Conflict);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether `file` is uploading while another file of its establishment uploads under the same

@@ -448,7 +448,11 @@ impl App {
     /// shortcoming: a crash between the two leaves the bytes in storage, unlisted, until the
     /// bucket's lifecycle rules remove them.
     async fn remove_file(&self, file: &UploadFile) -> Result<(), ApiError> {
-        self.uploads.delete_file(&file.rne, &file.id).await?;
+        // Only in the state read: a file completed meanwhile keeps its record and its archive
+        // (409) rather than losing the record while its archive is being assembled.
+        self.uploads
+            .delete_file_in(&file.rne, &file.id, file.state)
+            .await?;
         let key = file.object_key();
         let removed = match file.state {
             FileState::Uploading => self.storage.abort_multipart(&key, &file.upload_id).await,
@@ -565,8 +569,12 @@ impl App {
             FileState::Complete => false,
             FileState::Uploading => match self.uploads.complete_file(&rne, &file.id).await {
                 Ok(()) => true,
-                // Another request is completing it at the same time.
-                Err(StoreError::Conflict) => false,
+                // Another request is completing it at the same time, or removed it: then the
+                // upload is being aborted, and assembling it would leave an unlisted archive.
+                Err(StoreError::Conflict) => match self.uploads.file(&rne, &file.id).await? {
+                    Some(_) => false,
+                    None => return Err(ApiError::not_found("file")),
+                },
                 Err(error) => return Err(error.into()),
             },
         };
@@ -613,6 +621,14 @@ impl App {
         let (rne, _) = self.upload_caller(request.headers()).await?;
         let file = self.own_file(&rne, id).await?;
         self.establishment_accepting_uploads(&rne).await?;
+        // Marked complete but not yet in storage: a completion is assembling it. Removing the
+        // record now would let the archive land unlisted, so the removal waits for it.
+        if file.state == FileState::Complete && !self.archive_is_stored(&file.object_key()).await? {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "This archive is still being assembled: try again in a moment.",
+            ));
+        }
         self.remove_file(&file).await?;
         let mut response = Response::new(Bytes::new());
         *response.status_mut() = StatusCode::NO_CONTENT;

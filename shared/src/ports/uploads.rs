@@ -111,4 +111,10 @@ pub trait UploadStore: Send + Sync {
 
     /// Removes the file; removing an absent file succeeds.
     async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError>;
+
+    /// Removes the file if it is still in `state`, `Conflict` if it is in another (completed
+    /// or reopened meanwhile); removing an absent file succeeds. Makes a removal and a
+    /// completion of the same file exclusive: whichever changes the record first wins.
+    async fn delete_file_in(&self, rne: &Rne, id: &str, state: FileState)
+        -> Result<(), StoreError>;
 }

@@ -344,7 +344,16 @@ impl UploadStore for DynamoDbStore {
     }
 
     async fn delete_file(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
-        self.delete_file_item(rne, id).await
+        self.delete_file_item(rne, id, None).await
+    }
+
+    async fn delete_file_in(
+        &self,
+        rne: &Rne,
+        id: &str,
+        state: FileState,
+    ) -> Result<(), StoreError> {
+        self.delete_file_item(rne, id, Some(state)).await
     }
 }
 
@@ -383,14 +392,25 @@ impl DynamoDbStore {
         }
     }
 
-    async fn delete_file_item(&self, rne: &Rne, id: &str) -> Result<(), StoreError> {
-        let delete = Delete::builder()
+    /// Removes the file item (if in `state`, when given) and counts it out, in one transaction.
+    async fn delete_file_item(
+        &self,
+        rne: &Rne,
+        id: &str,
+        state: Option<FileState>,
+    ) -> Result<(), StoreError> {
+        let mut delete = Delete::builder()
             .table_name(&self.table)
             .key("pk", s(uploads_pk(rne)))
-            .key("sk", s(file_sk(id)))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(request_error)?;
+            .key("sk", s(file_sk(id)));
+        delete = match state {
+            None => delete.condition_expression("attribute_exists(pk)"),
+            Some(state) => delete
+                .condition_expression("attribute_exists(pk) AND #state = :state")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":state", s(state.as_str())),
+        };
+        let delete = delete.build().map_err(request_error)?;
         let count = Update::builder()
             .table_name(&self.table)
             .key("pk", s(uploads_pk(rne)))
@@ -415,8 +435,11 @@ impl DynamoDbStore {
         }
         match self.transact("delete_file", items, &[]).await {
             Ok(()) => Ok(()),
-            // Already gone: what was asked holds.
-            Err(Cancelled::Condition { first: true }) => Ok(()),
+            // Already gone: what was asked holds; in another state: refused.
+            Err(Cancelled::Condition { first: true }) => match state {
+                Some(_) if self.file(rne, id).await?.is_some() => Err(StoreError::Conflict),
+                _ => Ok(()),
+            },
             Err(Cancelled::Condition { first: false }) | Err(Cancelled::Conflict) => {
                 Err(StoreError::Conflict)
             }
