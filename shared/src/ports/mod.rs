@@ -13,6 +13,4 @@ pub use notifications::{AfterFailure, Delivery, DeliveryState, Notification, Not
 pub use storage::{Storage, StorageError, StoredPart};
 pub use store::{EstablishmentStore, Page, StoreError};
 pub use uploads::{FileState, UploadFile, UploadSession, UploadStore};
-pub use workflows::{
-    Started, TaskTokenError, WorkflowError, WorkflowKind, WorkflowRun, Workflows,
-};
+pub use workflows::{Started, TaskTokenError, WorkflowError, WorkflowKind, WorkflowRun, Workflows};
