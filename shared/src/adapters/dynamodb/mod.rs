@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
@@ -419,7 +420,7 @@ impl EstablishmentStore for DynamoDbStore {
         status: Status,
         at: Instant,
     ) -> Result<(), StoreError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -429,20 +430,8 @@ impl EstablishmentStore for DynamoDbStore {
             .condition_expression("#status = :status")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":at", n(at.unix()))
-            .expression_attribute_values(":status", s(status.code()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(error) => Err(unavailable("UpdateItem next_step_at", &error, &[])),
-        }
+            .expression_attribute_values(":status", s(status.code()));
+        conditional("UpdateItem next_step_at", update).await
     }
 
     async fn count_by_status(&self, status: Status) -> Result<u64, StoreError> {
@@ -481,7 +470,7 @@ impl EstablishmentStore for DynamoDbStore {
         } else {
             "#retried = :retried"
         };
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -492,20 +481,8 @@ impl EstablishmentStore for DynamoDbStore {
             .expression_attribute_names("#retried", retried_attribute(kind))
             .expression_attribute_values(":seq", n(seen.event_seq))
             .expression_attribute_values(":retried", n(retried))
-            .expression_attribute_values(":next", n(next))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(error) => Err(unavailable("UpdateItem retried attempt", &error, &[])),
-        }
+            .expression_attribute_values(":next", n(next));
+        conditional("UpdateItem retried attempt", update).await
     }
 
     async fn list_by_status(
@@ -599,6 +576,24 @@ fn cancellation(
         }
     }
     Cancelled::Other(unavailable(operation, error, secrets))
+}
+
+/// Sends `update`; a condition that does not hold (or a missing item) is `Conflict`.
+pub(super) async fn conditional(
+    operation: &str,
+    update: UpdateItemFluentBuilder,
+) -> Result<(), StoreError> {
+    match update.send().await {
+        Ok(_) => Ok(()),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Err(StoreError::Conflict)
+        }
+        Err(error) => Err(unavailable(operation, &error, &[])),
+    }
 }
 
 /// The message of an SDK error, with any of `secrets` it might echo blotted out.

@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{
-    event_from, event_sk, n, number, optional_number, optional_string, record_pk, s, string,
-    unavailable, DynamoDbStore, Item, BY_STATUS_INDEX,
+    conditional, event_from, event_sk, n, number, optional_number, optional_string, record_pk, s,
+    string, unavailable, DynamoDbStore, Item, BY_STATUS_INDEX,
 };
 use crate::domain::{Instant, Rne, StatusEvent};
 use crate::ports::{
@@ -86,25 +86,6 @@ impl DynamoDbStore {
             .expression_attribute_values(":pending", s("pending"))
     }
 
-    /// Sends `update`; a condition that does not hold (or a missing item) is `Conflict`.
-    async fn conditional(
-        &self,
-        operation: &str,
-        update: UpdateItemFluentBuilder,
-    ) -> Result<(), StoreError> {
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(error) => Err(unavailable(operation, &error, &[])),
-        }
-    }
-
     /// Ends a pending notification in `state` and takes it out of the index.
     async fn end(
         &self,
@@ -119,7 +100,7 @@ impl DynamoDbStore {
             ))
             .expression_attribute_values(":state", s(state.name()))
             .expression_attribute_values(":at", n(state.at().unix()));
-        self.conditional(operation, update).await
+        conditional(operation, update).await
     }
 }
 
@@ -189,7 +170,7 @@ impl NotificationStore for DynamoDbStore {
             .expression_attribute_values(":now", n(now.unix()))
             .expression_attribute_values(":lease", n(lease_until.unix()))
             .expression_attribute_values(":due", s(due_key(lease_until, rne, seq)));
-        self.conditional("UpdateItem begin_attempt", update).await
+        conditional("UpdateItem begin_attempt", update).await
     }
 
     async fn record_failure(
@@ -211,7 +192,7 @@ impl NotificationStore for DynamoDbStore {
                     .update_expression("SET notify_error = :error, notify_at = :at, gsi1sk = :due")
                     .expression_attribute_values(":at", n(at.unix()))
                     .expression_attribute_values(":due", s(due_key(at, rne, seq)));
-                self.conditional("UpdateItem record_failure", update).await
+                conditional("UpdateItem record_failure", update).await
             }
             AfterFailure::GiveUp(at) => {
                 let state = DeliveryState::GivenUp { at };

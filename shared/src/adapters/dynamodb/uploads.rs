@@ -25,8 +25,8 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    corrupt, n, number, optional_string, request_error, s, string, unavailable, Cancelled,
-    DynamoDbStore, Item,
+    conditional, corrupt, n, number, optional_string, request_error, s, string, unavailable,
+    Cancelled, DynamoDbStore, Item,
 };
 use crate::domain::{Digest, Instant, Rne};
 use crate::ports::{FileState, StoreError, UploadFile, UploadSession, UploadStore};
@@ -366,7 +366,7 @@ impl DynamoDbStore {
         from: FileState,
         to: FileState,
     ) -> Result<(), StoreError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -376,20 +376,8 @@ impl DynamoDbStore {
             .condition_expression("#state = :from")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":from", s(from.as_str()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(error) => Err(unavailable("UpdateItem upload file", &error, &[])),
-        }
+            .expression_attribute_values(":from", s(from.as_str()));
+        conditional("UpdateItem upload file", update).await
     }
 
     /// Removes the file item (if in `state`, when given) and counts it out, in one transaction.
