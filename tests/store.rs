@@ -91,6 +91,72 @@ mod sqlite {
         }
     }
 
+    #[tokio::test]
+    async fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
+        // Given a store open on a database file, as a running server holds it
+        let path = fresh_database_path("exclusive");
+        let first = SqliteStore::open(&path).expect("the database opens");
+
+        // When a second server opens the same file
+        let refused = SqliteStore::open(&path)
+            .err()
+            .map(|error| error.to_string());
+
+        // Then it is refused, saying why; once the first is closed, it opens
+        let message = refused.expect("a second store on the same file is refused");
+        assert!(message.contains("another process"), "{message}");
+        drop(first);
+        SqliteStore::open(&path).expect("the database opens once the first store is closed");
+        if let Some(directory) = path.parent() {
+            let _ = std::fs::remove_dir_all(directory);
+        }
+    }
+
+    /// `get` answers from memory between writes: readers hammering one record while its key is
+    /// replaced must never make a later `get` see a key older than the last replacement.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_get_after_a_write_always_sees_it_while_other_reads_race() {
+        let path = fresh_database_path("coherent");
+        let store = Arc::new(SqliteStore::open(&path).expect("the database opens"));
+        let establishment = store_suite::establishment_with_every_field("0750655E", "0");
+        store.create(&establishment).await.expect("it is created");
+        let rne = establishment.rne.clone();
+
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, rne, done) = (store.clone(), rne.clone(), done.clone());
+                tokio::spawn(async move {
+                    while !done.load(Ordering::Relaxed) {
+                        store.get(&rne).await.expect("the store answers");
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+
+        for round in 1..=1000 {
+            let (previous, next) = (key(&(round - 1).to_string()), key(&round.to_string()));
+            store
+                .replace_key(&rne, &previous, &next)
+                .await
+                .expect("the key is replaced");
+            let seen = store.get(&rne).await.expect("the store answers");
+            assert!(
+                seen.is_some_and(|record| record.key_digest == next),
+                "round {round}: a get after the replacement saw an older key"
+            );
+        }
+        done.store(true, Ordering::Relaxed);
+        for reader in readers {
+            reader.await.expect("the reader ends");
+        }
+        drop(store);
+        if let Some(directory) = path.parent() {
+            let _ = std::fs::remove_dir_all(directory);
+        }
+    }
+
     /// The suite again on a database file, where `get`, `find_by_key` and `history` read on
     /// connections of their own: each read must still see every write committed before it.
     mod on_file {

@@ -5,14 +5,19 @@
 //! That connection is the only writer. The reads on every request's path (`get`, `find_by_key`)
 //! go to a few more connections of a file database instead, so that they neither queue behind a
 //! write nor behind each other; in WAL mode a read sees every transaction committed before it
-//! began, so a read that follows a write sees it, as with one connection.
+//! began, so a read that follows a write sees it, as with one connection. `get`, the
+//! Cyberlibrairie's polling read, is answered from memory while nothing was written since its
+//! record was read (see [`cache`]).
 
+mod cache;
 mod counts;
 mod jobs;
 mod notifications;
 mod retries;
 mod uploads;
 
+use std::fs::{File, TryLockError as FileLockError};
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
@@ -27,6 +32,7 @@ use bcdi_shared::domain::{
     Transition, Version,
 };
 use bcdi_shared::ports::{EstablishmentStore, Page, StoreError, WorkflowKind};
+use cache::RecordCache;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 /// The schema, created on every start and kept across restarts. A key is a unique column of its
@@ -90,6 +96,36 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     /// Where the next read starts looking for a free reader, so that reads spread over all.
     next_reader: AtomicUsize,
+    /// Records read by `get`, valid until the writer is next used.
+    cache: RecordCache,
+    /// Held while the store is open: no other process writes its file behind the cache's back.
+    _exclusive: Option<File>,
+}
+
+/// The writer connection, held: once released, every cached record counts as stale.
+pub(crate) struct Writer<'a> {
+    connection: MutexGuard<'a, Connection>,
+    cache: &'a RecordCache,
+}
+
+impl Deref for Writer<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+impl DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+}
+
+impl Drop for Writer<'_> {
+    /// Runs before the connection's lock is released, after whatever it committed.
+    fn drop(&mut self) {
+        self.cache.written();
+    }
 }
 
 impl SqliteStore {
@@ -105,6 +141,7 @@ impl SqliteStore {
                 ))
             })?;
         }
+        let exclusive = lock_exclusively(path)?;
         let connection = Connection::open(path).map_err(unavailable)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
         let mode: String = connection
@@ -120,6 +157,7 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(unavailable)?;
         let mut store = Self::with_schema(connection)?;
+        store._exclusive = Some(exclusive);
         // Opened once the schema exists, so that their statements prepare against it.
         store.readers = (0..READERS)
             .map(|_| open_reader(path).map(Mutex::new))
@@ -151,35 +189,90 @@ impl SqliteStore {
             connection: Mutex::new(connection),
             readers: Vec::new(),
             next_reader: AtomicUsize::new(0),
+            cache: RecordCache::default(),
+            _exclusive: None,
         })
     }
 
-    /// The connection; a panic of another holder left no transaction open (dropping a
+    /// The writer connection; a panic of another holder left no transaction open (dropping a
     /// transaction rolls it back), so a poisoned lock is still safe to use.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Writer<'_> {
+        Writer {
+            connection: self
+                .connection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            cache: &self.cache,
+        }
     }
 
     /// A connection for a read outside any write: a free reader if there is one, else the next
     /// in turn (or the writer, for an in-memory database). Poisoned locks are safe as above.
-    fn read(&self) -> MutexGuard<'_, Connection> {
+    fn read(&self) -> Reader<'_> {
         let count = self.readers.len();
         if count == 0 {
-            return self.lock();
+            return Reader::Writer(self.lock());
         }
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for offset in 0..count {
             match self.readers[(start + offset) % count].try_lock() {
-                Ok(reader) => return reader,
-                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Ok(reader) => return Reader::Pool(reader),
+                Err(TryLockError::Poisoned(poisoned)) => {
+                    return Reader::Pool(poisoned.into_inner())
+                }
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        self.readers[start % count]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        Reader::Pool(
+            self.readers[start % count]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+/// A connection to read on: one of the pool's, or the writer of an in-memory database.
+enum Reader<'a> {
+    Pool(MutexGuard<'a, Connection>),
+    Writer(Writer<'a>),
+}
+
+impl Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Reader::Pool(connection) => connection,
+            Reader::Writer(writer) => writer,
+        }
+    }
+}
+
+/// Takes the lock file beside the database at `path` (`bcdi.sqlite3.lock`), refusing to open a
+/// database that another process (a second server on the same `DATA_DIR`) has open: two
+/// servers would both run its workflows, and each would answer from a cache the other's writes
+/// do not reach. The lock goes with the file handle, so a crash releases it.
+fn lock_exclusively(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|error| {
+            StoreError::Unavailable(format!("SQLite: cannot create the lock file: {error}"))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(FileLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "{} is in use by another process: is another bcdi-hosting serve running on the \
+             same DATA_DIR? Stop it, or give this one another DATA_DIR",
+            path.display()
+        ))),
+        Err(FileLockError::Error(error)) => Err(StoreError::Unavailable(format!(
+            "SQLite: cannot lock {}: {error}",
+            path.display()
+        ))),
     }
 }
 
@@ -201,6 +294,10 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 #[async_trait]
 impl EstablishmentStore for SqliteStore {
     async fn get(&self, rne: &Rne) -> Result<Option<Establishment>, StoreError> {
+        let start = match self.cache.get(rne) {
+            Ok(record) => return Ok(Some(record)),
+            Err(start) => start,
+        };
         // Prepared once per connection: parsing and planning the statement cost more than
         // running it.
         let row = self
@@ -212,7 +309,11 @@ impl EstablishmentStore for SqliteStore {
                     .optional()
             })
             .map_err(unavailable)?;
-        row.map(StoredEstablishment::parse).transpose()
+        let record = row.map(StoredEstablishment::parse).transpose()?;
+        if let Some(record) = &record {
+            self.cache.keep(start, record);
+        }
+        Ok(record)
     }
 
     async fn find_by_key(&self, key: &Digest) -> Result<Option<Rne>, StoreError> {
