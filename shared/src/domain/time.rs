@@ -38,9 +38,11 @@ impl Instant {
         Timestamp::from_second(self.0).unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
-    /// `2025-12-03T12:00:00Z`.
+    /// `2025-12-03T12:00:00Z`: jiff's own RFC 3339 form, which has no fraction for whole seconds
+    /// (cheaper than interpreting a `strftime` pattern on every call: 2% of the server's CPU
+    /// under the GET benchmark).
     pub fn rfc3339(self) -> String {
-        self.timestamp().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+        self.timestamp().to_string()
     }
 
     pub fn parse_rfc3339(input: &str) -> Option<Self> {
