@@ -2,14 +2,17 @@
 # Throughput and latency of GET /v1/establishments/{rne} on the local server, beside a bare
 # axum server that answers a constant 200, both measured by wrk in the same run.
 #
-#   bench/get-establishment.sh [connections=32] [seconds=15]
+#   bench/get-establishment.sh [connections=32] [seconds=15] [rounds=3]
 #
-# Prints one table; BENCHMARKS.md records its figures.
+# Each round measures the API, then the bare server, for `seconds` each: alternating them
+# spreads the drift of a shared machine over both. Prints one line per round and the median
+# ratio; BENCHMARKS.md records the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 connections=${1:-32}
 seconds=${2:-15}
+rounds=${3:-3}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -41,12 +44,15 @@ curl -fs -o /dev/null -H "Authorization: Bearer $key" -H 'content-type: applicat
     "http://127.0.0.1:$api_port/v1/establishments"
 
 run() { wrk -t2 -c"$connections" -d"${seconds}s" --latency "$@"; }
-api=$(run -H "Authorization: Bearer $key" "http://127.0.0.1:$api_port/v1/establishments/0750655E")
-bare=$(run "http://127.0.0.1:$bare_port/")
+results=()
+for _ in $(seq "$rounds"); do
+    results+=("$(run -H "Authorization: Bearer $key" "http://127.0.0.1:$api_port/v1/establishments/0750655E")")
+    results+=("$(run "http://127.0.0.1:$bare_port/")")
+done
 
-python3 - "$connections" "$api" "$bare" <<'PY'
-import re, sys
-connections, api, bare = sys.argv[1], sys.argv[2], sys.argv[3]
+python3 - "$connections" "${results[@]}" <<'PY'
+import re, statistics, sys
+connections, outputs = sys.argv[1], sys.argv[2:]
 def figures(out):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     def pct(p):
@@ -54,10 +60,15 @@ def figures(out):
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
-a, b = figures(api), figures(bare)
 print(f"connections: {connections}")
-print(f"{'server':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
-print(f"{'GET /v1/establishments/{rne}':<28}{a[0]:>10.0f}{a[1]:>9.2f}{a[2]:>9.2f}{a[3]:>9}")
-print(f"{'bare constant 200':<28}{b[0]:>10.0f}{b[1]:>9.2f}{b[2]:>9.2f}{b[3]:>9}")
-print(f"throughput ratio (API / bare): {a[0] / b[0]:.2f}")
+print(f"{'round':<7}{'server':<30}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'ratio':>8}")
+ratios, api_p99 = [], []
+for round, (api_out, bare_out) in enumerate(zip(outputs[0::2], outputs[1::2]), 1):
+    a, b = figures(api_out), figures(bare_out)
+    ratios.append(a[0] / b[0])
+    api_p99.append(a[2])
+    print(f"{round:<7}{'GET /v1/establishments/{rne}':<30}{a[0]:>10.0f}{a[1]:>9.2f}{a[2]:>9.2f}{a[3]:>9}{ratios[-1]:>8.2f}")
+    print(f"{'':<7}{'bare constant 200':<30}{b[0]:>10.0f}{b[1]:>9.2f}{b[2]:>9.2f}{b[3]:>9}")
+print(f"throughput ratio (API / bare), median of {len(ratios)} rounds: {statistics.median(ratios):.2f}")
+print(f"API p99, worst round: {max(api_p99):.2f} ms")
 PY
