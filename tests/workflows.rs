@@ -12,6 +12,7 @@ use std::time::Duration;
 use bcdi_hosting::asl::Status as ExecutionStatus;
 use bcdi_hosting::server;
 use bcdi_hosting::service::{self, LocalService};
+use bcdi_hosting::sqlite::SqliteStore;
 use bcdi_hosting::workflows::LocalWorkflows;
 use bcdi_shared::archive::ArchiveLimits;
 use bcdi_shared::config::Config;
@@ -57,6 +58,10 @@ struct Service {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     workflows: Weak<LocalWorkflows>,
+    /// Holds the lock of `bcdi.sqlite3` while anything (a request, an aborted execution's task)
+    /// still holds it: the next start on the same directory waits for it, as a new process
+    /// would for the old one's exit.
+    store: Weak<SqliteStore>,
 }
 
 impl Service {
@@ -71,9 +76,9 @@ impl Service {
         config.job_lease = Duration::from_secs(settings.lease);
         let LocalService {
             app,
+            store,
             storage,
             workflows,
-            ..
         } = service::assemble(dir, &base, config, ArchiveLimits::default())
             .await
             .expect("the service assembles");
@@ -94,11 +99,13 @@ impl Service {
             shutdown: Some(shutdown),
             task,
             workflows: Arc::downgrade(&workflows),
+            store: Arc::downgrade(&store),
         }
     }
 
-    /// Stops the server as Ctrl-C does, and waits until its executor is gone: every
-    /// execution stops where it was, with its progress in `workflows.sqlite3`.
+    /// Stops the server as Ctrl-C does, and waits until its executor and its store are gone, as
+    /// the process would be: every execution stops where it was, with its progress in
+    /// `workflows.sqlite3`, and the store's lock is free for the next start.
     async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -107,10 +114,10 @@ impl Service {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
         self.task.abort();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.workflows.upgrade().is_some() {
+        while self.workflows.upgrade().is_some() || self.store.upgrade().is_some() {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the executor outlived its server"
+                "the executor or the store outlived its server"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
