@@ -455,6 +455,49 @@ async fn unknown_paths_are_404_and_wrong_methods_405_in_the_error_shape() {
 }
 
 #[tokio::test]
+async fn paths_outside_the_api_and_the_bucket_get_the_apis_json_404() {
+    // Given the service with its embedded storage on the same port, as `serve` runs it
+    let app = TestApp::spawn().await;
+
+    // When a browser or a mistyped curl asks for a path that is neither
+    for path in [
+        "/",
+        "/favicon.ico",
+        "/establishments/0750655E",
+        "/bcdi-basesX/a",
+    ] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+
+        // Then the answer is the API's error body, not an S3 XML error
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (status, body) = bcdi_tests::app::read(response).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
+        assert!(
+            content_type.starts_with("application/json"),
+            "{path}: {content_type}"
+        );
+    }
+
+    // And the bucket's own paths are still storage's, which refuses an unsigned request
+    let response = app
+        .http
+        .get(app.url("/bcdi-bases/any.zip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("<Error>"), "{body}");
+}
+
+#[tokio::test]
 async fn a_percent_encoded_path_is_the_path_it_encodes() {
     // Given an establishment
     let app = TestApp::spawn().await;

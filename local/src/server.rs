@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::routing::any;
 use bcdi_shared::api::{ApiError, App, ErrorCode, RequestId, MAX_BODY_BYTES};
 use bytes::Bytes;
 use http::HeaderValue;
@@ -38,23 +37,19 @@ pub async fn serve(
     serve_with_storage(listener, app, None, shutdown).await
 }
 
-/// Serves `app` as [`serve`] does, and with `storage` (the embedded S3 server) it serves the
-/// API under `/v1` only and storage at every other path: path-style URLs at the root, the
-/// paths their signatures were computed on.
+/// Serves `app` as [`serve`] does, and with `storage` (the embedded S3 server's router, which
+/// claims only the bucket's paths) storage beside it on the same port: path-style URLs at the
+/// root, the paths their signatures were computed on. Every other path is the API's.
 pub async fn serve_with_storage(
     listener: TcpListener,
     app: Arc<App>,
     storage: Option<axum::Router>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let api = axum::Router::new().fallback(handle).with_state(app);
     let router = match storage {
-        None => axum::Router::new().fallback(handle).with_state(app),
-        Some(storage) => axum::Router::new()
-            .route("/v1", any(handle))
-            .route("/v1/", any(handle))
-            .route("/v1/{*path}", any(handle))
-            .with_state(app)
-            .fallback_service(storage),
+        None => api,
+        Some(storage) => api.merge(storage),
     };
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

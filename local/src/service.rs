@@ -17,7 +17,7 @@ use crate::workflows::LocalWorkflows;
 pub struct LocalService {
     pub app: App,
     pub store: Arc<SqliteStore>,
-    /// Its `router()` answers every path outside `/v1` on the API's port.
+    /// Its `router()` answers the bucket's paths (`/bcdi-bases/…`) on the API's port.
     pub storage: EmbeddedStorage,
     pub workflows: Arc<LocalWorkflows>,
 }

@@ -72,7 +72,14 @@ impl EmbeddedStorage {
             tracing::error!(error = ?error, "local storage failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "local storage failed")
         });
-        let router = axum::Router::new().fallback_service(service).layer(cors());
+        // The bucket's paths only: anything else on the port is the API's to answer (a JSON
+        // 404 for a stray path, not an S3 XML error).
+        let bucket = format!("/{LOCAL_BUCKET}");
+        let router = axum::Router::new()
+            .route_service(&bucket, service.clone())
+            .route_service(&format!("{bucket}/"), service.clone())
+            .route_service(&format!("{bucket}/{{*key}}"), service)
+            .layer(cors());
 
         let storage = S3Storage::for_endpoint(
             endpoint,
@@ -97,7 +104,7 @@ impl EmbeddedStorage {
         self.storage.clone()
     }
 
-    /// The S3 server with its CORS, to serve every path that is not the API's.
+    /// The S3 server with its CORS, at the bucket's paths (`/bcdi-bases` and below).
     pub fn router(&self) -> axum::Router {
         self.router.clone()
     }
