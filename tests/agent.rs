@@ -18,17 +18,12 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bcdi_hosting::agent::sandbox::Sandbox;
 use bcdi_hosting::agent::{Agent, AgentConfig, Commands, Handled, ShellCommands};
-use bcdi_hosting::server;
-use bcdi_hosting::service::{self, LocalService};
 use bcdi_shared::archive::craft::{Archive, Entry};
 use bcdi_shared::archive::ArchiveLimits;
-use bcdi_shared::config::Config;
 use bcdi_shared::domain::{Instant, Secret};
-use bcdi_tests::app::{fresh_dir, read};
+use bcdi_tests::app::fresh_dir;
+use bcdi_tests::service::{Keys, LocalServer, PATIENCE};
 use serde_json::{json, Value};
-
-/// How long a test waits for something that should happen within seconds.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
 // Logs
@@ -69,132 +64,18 @@ fn logged() -> String {
 // ---------------------------------------------------------------------------------------------
 // The local server, as `serve` wires it
 
-struct Service {
-    base: String,
-    http: reqwest::Client,
-    cyber: String,
-    operator: String,
+/// The whole service on a fresh directory, with leases of `lease` seconds.
+async fn start(lease: u64) -> LocalServer {
+    logs();
+    let keys = Keys::generate();
+    let mut config = keys.config();
+    config.job_lease = Duration::from_secs(lease);
+    LocalServer::start(&fresh_dir("agent-service"), &keys, config).await
 }
 
-impl Service {
-    /// The whole service on a loopback port, with leases of `lease` seconds.
-    async fn start(lease: u64) -> Self {
-        logs();
-        let dir = fresh_dir("agent-service");
-        let listener = server::bind(0).await.expect("a free loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let cyber = Secret::generate("test_cyber");
-        let operator = Secret::generate("test_operator");
-        let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
-        config.cyber_keys = vec![cyber.digest()];
-        config.operator_keys = vec![operator.digest()];
-        config.job_lease = Duration::from_secs(lease);
-        let LocalService { app, storage, .. } =
-            service::assemble(&dir, &base, config, ArchiveLimits::default())
-                .await
-                .expect("the service assembles");
-        tokio::spawn(server::serve_with_storage(
-            listener,
-            Arc::new(app),
-            Some(storage.router()),
-            std::future::pending(),
-        ));
-        Self {
-            base,
-            http: reqwest::Client::new(),
-            cyber: cyber.expose().to_owned(),
-            operator: operator.expose().to_owned(),
-        }
-    }
-
-    async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
-        read(response).await
-    }
-
-    async fn establishment(&self, rne: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}/v1/establishments/{rne}", self.base))
-            .bearer_auth(&self.cyber)
-            .send()
-            .await
-            .expect("request sent");
-        let (status, body) = read(response).await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    async fn create(&self, rne: &str, griffe: &str, code: &str) {
-        let body = json!({"rne": rne, "griffe": griffe, "code": code, "version": "CL"});
-        let (status, body) = self.post("/v1/establishments", &self.cyber, &body).await;
-        assert_eq!(status, 200, "{body}");
-    }
-
-    async fn wait_for_status(&self, rne: &str, status: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let establishment = self.establishment(rne).await;
-            if establishment["status"] == status {
-                return establishment;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{rne} never reached {status}: {establishment}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Uploads `bytes` as base `base` through the upload API, and submits it.
-    async fn upload_and_submit(&self, rne: &str, base: &str, bytes: &[u8]) {
-        let path = format!("/v1/establishments/{rne}/upload-sessions");
-        let (status, session) = self.post(&path, &self.cyber, &json!({})).await;
-        assert_eq!(status, 201, "{session}");
-        let token = session["url"]
-            .as_str()
-            .and_then(|url| url.split_once("#token="))
-            .map(|(_, token)| token.to_owned())
-            .expect("a token");
-        let body = json!({"name": "data.zip", "base": base, "size": bytes.len()});
-        let (status, file) = self.post("/v1/upload/files", &token, &body).await;
-        assert_eq!(status, 201, "{file}");
-        let id = file["id"].as_str().expect("an id").to_owned();
-        let part_size = file["part_size"].as_u64().expect("a part size") as usize;
-        let chunks: Vec<&[u8]> = bytes.chunks(part_size).collect();
-        let numbers: Vec<usize> = (1..=chunks.len()).collect();
-        let path = format!("/v1/upload/files/{id}/part-urls");
-        let (status, urls) = self.post(&path, &token, &json!({ "parts": numbers })).await;
-        assert_eq!(status, 200, "{urls}");
-        let mut parts = Vec::new();
-        for (chunk, url) in chunks.iter().zip(urls["urls"].as_array().expect("urls")) {
-            let response = self
-                .http
-                .put(url["url"].as_str().expect("a URL"))
-                .body(chunk.to_vec())
-                .send()
-                .await
-                .expect("part sent");
-            assert!(response.status().is_success(), "{}", response.status());
-            let etag = response.headers()["etag"]
-                .to_str()
-                .expect("an ETag")
-                .to_owned();
-            parts.push(json!({"part": url["part"], "etag": etag}));
-        }
-        let path = format!("/v1/upload/files/{id}/complete");
-        let (status, body) = self.post(&path, &token, &json!({ "parts": parts })).await;
-        assert_eq!(status, 200, "{body}");
-        let (status, body) = self.post("/v1/upload/submit", &token, &json!({})).await;
-        assert_eq!(status, 202, "{body}");
-    }
+/// A creation body for `rne` with this licence.
+fn licence(rne: &str, griffe: &str, code: &str) -> Value {
+    json!({"rne": rne, "griffe": griffe, "code": code, "version": "CL"})
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,9 +247,11 @@ fn base_archive() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_install_job_runs_the_command_with_the_licence_and_its_result_moves_the_school_to_2() {
     // Given an establishment waiting for its installation
-    let service = Service::start(60).await;
+    let service = start(60).await;
     let griffe = format!("Collège {}", Secret::generate("griffe").expose());
-    service.create("0750654D", &griffe, "SECRETCODE42").await;
+    service
+        .create_with(&licence("0750654D", &griffe, "SECRETCODE42"))
+        .await;
     // And an install command that checks what it is given: the licence, and no operator key
     let command = r#"test "$BCDI_RNE" = 0750654D && test "$BCDI_VERSION" = CL \
         && test "$BCDI_AGRICOLE" = false && test -n "$BCDI_GRIFFE" \
@@ -395,9 +278,9 @@ async fn an_install_job_runs_the_command_with_the_licence_and_its_result_moves_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_install_command_fails_the_job_with_its_reason_and_the_school_sees_e1() {
-    let service = Service::start(60).await;
+    let service = start(60).await;
     service
-        .create("0160010Z", "Lycée Guez de Balzac", "ABCDEFGH")
+        .create_with(&licence("0160010Z", "Lycée Guez de Balzac", "ABCDEFGH"))
         .await;
     let command = r#"echo 'checking the licence'; echo '{"reason": "licence_refused", "detail": "The publisher refused this licence."}'; exit 3"#;
     let agent = agent(
@@ -419,8 +302,10 @@ async fn a_failing_install_command_fails_the_job_with_its_reason_and_the_school_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_failing_without_a_reason_fails_the_job_with_command_failed() {
-    let service = Service::start(60).await;
-    service.create("0752526N", "Collège", "ABCDEFGH").await;
+    let service = start(60).await;
+    service
+        .create_with(&licence("0752526N", "Collège", "ABCDEFGH"))
+        .await;
     let agent = agent(
         &service.base,
         &service.operator,
@@ -438,8 +323,10 @@ async fn a_command_failing_without_a_reason_fails_the_job_with_command_failed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_killed_mid_job_has_its_job_claimed_again_once_the_lease_lapses() {
     // Given a short lease, and a first agent whose command hangs
-    let service = Service::start(2).await;
-    service.create("0752538B", "Collège", "ABCDEFGH").await;
+    let service = start(2).await;
+    service
+        .create_with(&licence("0752538B", "Collège", "ABCDEFGH"))
+        .await;
     let marker = fresh_dir("agent-marker").join("started");
     let hanging = format!("touch '{}' && exec sleep 600", marker.display());
     let first = Arc::new(agent(
@@ -475,8 +362,10 @@ async fn an_agent_killed_mid_job_has_its_job_claimed_again_once_the_lease_lapses
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn heartbeats_keep_a_job_past_its_lease_while_the_command_works() {
     // Given leases of 2 seconds and a command that takes 5
-    let service = Service::start(2).await;
-    service.create("6200001G", "Collège", "ABCDEFGH").await;
+    let service = start(2).await;
+    service
+        .create_with(&licence("6200001G", "Collège", "ABCDEFGH"))
+        .await;
     let slow = r#"sleep 5; printf '{"host": "127.0.0.1", "port": 8002}'"#;
     let agent = agent(
         &service.base,
@@ -496,7 +385,7 @@ async fn heartbeats_keep_a_job_past_its_lease_while_the_command_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sandbox_agent_takes_an_establishment_from_1_to_4_on_a_real_archive() {
     // Given the server and the built-in sandbox commands
-    let service = Service::start(60).await;
+    let service = start(60).await;
     let sandbox_dir = fresh_dir("agent-sandbox");
     let sandbox = Arc::new(Sandbox::new(&sandbox_dir));
     let agent = Agent::new(
@@ -513,11 +402,13 @@ async fn the_sandbox_agent_takes_an_establishment_from_1_to_4_on_a_real_archive(
     .expect("an agent");
 
     // When an establishment is created, the install done, a base uploaded and the mount done
-    service.create("7200009X", "Collège", "ABCDEFGH").await;
+    service
+        .create_with(&licence("7200009X", "Collège", "ABCDEFGH"))
+        .await;
     assert_eq!(handle_next(&agent).await, Handled::Reported(Ok(())));
     service.wait_for_status("7200009X", "2").await;
     service
-        .upload_and_submit("7200009X", "Principale", &base_archive())
+        .upload_and_submit("7200009X", &[("Principale", "data.zip", base_archive())])
         .await;
     assert_eq!(handle_next(&agent).await, Handled::Reported(Ok(())));
 

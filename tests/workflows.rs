@@ -6,24 +6,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bcdi_hosting::asl::Status as ExecutionStatus;
-use bcdi_hosting::server;
-use bcdi_hosting::service::{self, LocalService};
-use bcdi_hosting::sqlite::SqliteStore;
-use bcdi_hosting::workflows::LocalWorkflows;
-use bcdi_shared::archive::ArchiveLimits;
-use bcdi_shared::config::Config;
-use bcdi_shared::domain::{Instant, Secret};
-use bcdi_tests::app::{fresh_dir, licence, read};
+use bcdi_shared::domain::Instant;
+use bcdi_tests::app::fresh_dir;
+use bcdi_tests::service::{Keys, LocalServer, PATIENCE};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// How long a test waits for the workflow to reach a status before it fails.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Settings a test changes from the defaults, in seconds.
 #[derive(Clone, Copy)]
@@ -43,281 +32,13 @@ impl Default for Settings {
     }
 }
 
-/// The keys of one service's life, kept across its restarts as `serve` keeps its dev keys.
-struct Keys {
-    cyber: String,
-    operator: String,
-}
-
-/// The local server on a loopback port, on a data directory that outlives it.
-struct Service {
-    base: String,
-    http: reqwest::Client,
-    cyber: String,
-    operator: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-    workflows: Weak<LocalWorkflows>,
-    /// Holds the lock of `bcdi.sqlite3` while anything (a request, an aborted execution's task)
-    /// still holds it: the next start on the same directory waits for it, as a new process
-    /// would for the old one's exit.
-    store: Weak<SqliteStore>,
-}
-
-impl Service {
-    async fn start(dir: &Path, keys: &Keys, settings: Settings) -> Self {
-        let listener = server::bind(0).await.expect("a free loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
-        config.cyber_keys = vec![Secret::from_presented(&keys.cyber).digest()];
-        config.operator_keys = vec![Secret::from_presented(&keys.operator).digest()];
-        config.install_timeout = Duration::from_secs(settings.install_timeout);
-        config.mount_timeout = Duration::from_secs(settings.mount_timeout);
-        config.job_lease = Duration::from_secs(settings.lease);
-        let LocalService {
-            app,
-            store,
-            storage,
-            workflows,
-        } = service::assemble(dir, &base, config, ArchiveLimits::default())
-            .await
-            .expect("the service assembles");
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve_with_storage(
-            listener,
-            Arc::new(app),
-            Some(storage.router()),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Self {
-            base,
-            http: reqwest::Client::new(),
-            cyber: keys.cyber.clone(),
-            operator: keys.operator.clone(),
-            shutdown: Some(shutdown),
-            task,
-            workflows: Arc::downgrade(&workflows),
-            store: Arc::downgrade(&store),
-        }
-    }
-
-    /// Stops the server as Ctrl-C does, and waits until its executor and its store are gone, as
-    /// the process would be: every execution stops where it was, with its progress in
-    /// `workflows.sqlite3`, and the store's lock is free for the next start.
-    async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        drop(self.http);
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-        self.task.abort();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.workflows.upgrade().is_some() || self.store.upgrade().is_some() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the executor or the store outlived its server"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
-        read(response).await
-    }
-
-    async fn get(&self, path: &str, key: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("request sent");
-        read(response).await
-    }
-
-    async fn create(&self, rne: &str) {
-        let (status, body) = self
-            .post("/v1/establishments", &self.cyber, &licence(rne))
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
-
-    async fn establishment(&self, rne: &str) -> Value {
-        let (status, body) = self
-            .get(&format!("/v1/establishments/{rne}"), &self.cyber)
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    /// Waits until the establishment is in `status`, and returns it.
-    async fn wait_for_status(&self, rne: &str, status: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let establishment = self.establishment(rne).await;
-            if establishment["status"] == status {
-                return establishment;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{rne} never reached status {status}: {establishment}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Claims a job of `kind` as an agent does, waiting up to `wait` seconds.
-    async fn claim(&self, kind: &str, wait: u64) -> Option<Value> {
-        let (status, body) = self
-            .post(
-                "/v1/agent/jobs/claim",
-                &self.operator,
-                &json!({"kinds": [kind], "wait_seconds": wait}),
-            )
-            .await;
-        match status {
-            200 => Some(body),
-            204 => None,
-            other => panic!("claim answered {other}: {body}"),
-        }
-    }
-
-    /// Claims, polling until a job of `kind` comes (the workflow creates it shortly).
-    async fn claim_soon(&self, kind: &str) -> Value {
-        for _ in 0..6 {
-            if let Some(job) = self.claim(kind, 10).await {
-                return job;
-            }
-        }
-        panic!("no {kind} job came");
-    }
-
-    async fn job_call(&self, job: &Value, action: &str, body: &Value) -> (u16, Value) {
-        let id = job["id"].as_str().expect("a job id");
-        self.post(
-            &format!("/v1/agent/jobs/{id}/{action}"),
-            &self.operator,
-            body,
-        )
-        .await
-    }
-
-    async fn history(&self, rne: &str) -> Vec<String> {
-        let (status, body) = self
-            .get(&format!("/v1/establishments/{rne}/history"), &self.cyber)
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .map(|event| event["status"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-
-    /// Uploads `archives` (base name, file name, bytes) through the upload API as the upload
-    /// page does, and submits them: the mounting workflow starts.
-    async fn upload_and_submit(&self, rne: &str, archives: &[(&str, &str, Vec<u8>)]) {
-        let (status, session) = self
-            .post(
-                &format!("/v1/establishments/{rne}/upload-sessions"),
-                &self.cyber,
-                &json!({}),
-            )
-            .await;
-        assert_eq!(status, 201, "{session}");
-        let token = session["url"]
-            .as_str()
-            .and_then(|url| url.split_once("#token="))
-            .map(|(_, token)| token.to_owned())
-            .expect("a token in the URL's fragment");
-
-        // The school replaces what it sent before: the mounting takes every complete archive.
-        let (status, listed) = self.get("/v1/upload/session", &token).await;
-        assert_eq!(status, 200, "{listed}");
-        for file in listed["files"].as_array().into_iter().flatten() {
-            let id = file["id"].as_str().expect("a file id");
-            let response = self
-                .http
-                .delete(self.url(&format!("/v1/upload/files/{id}")))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("request sent");
-            assert_eq!(response.status().as_u16(), 204);
-        }
-
-        for (base, name, bytes) in archives {
-            let (status, file) = self
-                .post(
-                    "/v1/upload/files",
-                    &token,
-                    &json!({"name": name, "base": base, "size": bytes.len()}),
-                )
-                .await;
-            assert_eq!(status, 201, "{file}");
-            let id = file["id"].as_str().expect("a file id");
-            let part_size = file["part_size"].as_u64().expect("a part size") as usize;
-            let chunks: Vec<&[u8]> = bytes.chunks(part_size).collect();
-            let numbers: Vec<usize> = (1..=chunks.len()).collect();
-            let (status, urls) = self
-                .post(
-                    &format!("/v1/upload/files/{id}/part-urls"),
-                    &token,
-                    &json!({ "parts": numbers }),
-                )
-                .await;
-            assert_eq!(status, 200, "{urls}");
-            let mut parts = Vec::new();
-            for (chunk, url) in chunks.iter().zip(urls["urls"].as_array().expect("urls")) {
-                let response = self
-                    .http
-                    .put(url["url"].as_str().expect("a part URL"))
-                    .body(chunk.to_vec())
-                    .send()
-                    .await
-                    .expect("part sent");
-                assert!(response.status().is_success(), "{}", response.status());
-                let etag = response.headers()["etag"]
-                    .to_str()
-                    .expect("an ETag")
-                    .to_owned();
-                parts.push(json!({"part": url["part"], "etag": etag}));
-            }
-            let (status, body) = self
-                .post(
-                    &format!("/v1/upload/files/{id}/complete"),
-                    &token,
-                    &json!({ "parts": parts }),
-                )
-                .await;
-            assert_eq!(status, 200, "{body}");
-        }
-        let (status, body) = self.post("/v1/upload/submit", &token, &json!({})).await;
-        assert_eq!(status, 202, "{body}");
-    }
-}
-
-fn keys() -> Keys {
-    Keys {
-        cyber: Secret::generate("test_cyber").expose().to_owned(),
-        operator: Secret::generate("test_operator").expose().to_owned(),
-    }
+/// The service on `dir` with `settings`, as `serve` starts it.
+async fn start(dir: &Path, keys: &Keys, settings: Settings) -> LocalServer {
+    let mut config = keys.config();
+    config.install_timeout = Duration::from_secs(settings.install_timeout);
+    config.mount_timeout = Duration::from_secs(settings.mount_timeout);
+    config.job_lease = Duration::from_secs(settings.lease);
+    LocalServer::start(dir, keys, config).await
 }
 
 /// A base directory as BCDI's backup writes it, zipped: `NOTICES.DAT` and the other data
@@ -367,7 +88,7 @@ fn base_archive(dir: &str, with_notices: bool) -> Vec<u8> {
 }
 
 /// Creates an establishment and drives its installation to status 2, as an agent would.
-async fn installed(service: &Service, rne: &str) {
+async fn installed(service: &LocalServer, rne: &str) {
     service.create(rne).await;
     let job = service.claim_soon("install").await;
     let (status, body) = service
@@ -384,7 +105,7 @@ async fn installed(service: &Service, rne: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_establishment_goes_from_1_to_4_through_the_agent_api_on_real_archives() {
     let dir = fresh_dir("workflow-lifecycle");
-    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let service = start(&dir, &Keys::generate(), Settings::default()).await;
     let rne = "0750655E";
 
     // Given a new establishment: provisioning made an install job with its licence
@@ -520,17 +241,17 @@ async fn an_establishment_goes_from_1_to_4_through_the_agent_api_on_real_archive
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_workflow_waiting_on_the_agent_resumes_after_a_restart() {
     let dir = fresh_dir("workflow-restart");
-    let keys = keys();
+    let keys = Keys::generate();
     let rne = "0750654D";
 
     // Given an install job claimed by an agent
-    let service = Service::start(&dir, &keys, Settings::default()).await;
+    let service = start(&dir, &keys, Settings::default()).await;
     service.create(rne).await;
     let job = service.claim_soon("install").await;
 
     // When the server restarts while the workflow waits
     service.stop().await;
-    let service = Service::start(&dir, &keys, Settings::default()).await;
+    let service = start(&dir, &keys, Settings::default()).await;
     assert_eq!(service.establishment(rne).await["status"], "1");
 
     // Then the agent's outcome, sent under the same id, reaches the resumed workflow
@@ -554,7 +275,7 @@ async fn a_job_whose_lease_lapsed_goes_to_another_agent_and_the_first_is_refused
         lease: 1,
         ..Settings::default()
     };
-    let service = Service::start(&dir, &keys(), settings).await;
+    let service = start(&dir, &Keys::generate(), settings).await;
     let rne = "0160010Z";
     service.create(rne).await;
 
@@ -610,7 +331,7 @@ async fn an_installation_past_its_deadline_ends_in_e1_and_an_operator_retry_inst
         install_timeout: 3,
         ..Settings::default()
     };
-    let service = Service::start(&dir, &keys(), settings).await;
+    let service = start(&dir, &Keys::generate(), settings).await;
     let rne = "0752526N";
 
     // Given an establishment whose install job no agent took in time
@@ -691,7 +412,7 @@ async fn an_installation_past_its_deadline_ends_in_e1_and_an_operator_retry_inst
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_whose_run_ended_at_its_first_step_is_taken_again_under_a_new_attempt() {
     let dir = fresh_dir("workflow-stuck-retry");
-    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let service = start(&dir, &Keys::generate(), Settings::default()).await;
     let rne = "0750654D";
     let retry = format!("/v1/admin/establishments/{rne}/retry");
 
@@ -710,7 +431,7 @@ async fn a_retry_whose_run_ended_at_its_first_step_is_taken_again_under_a_new_at
         // good, and the establishment stays in E1
         let name = format!("{rne}-provisioning-{ended}");
         {
-            let workflows = service.workflows.upgrade().expect("the service runs");
+            let workflows = service.workflows();
             let executor = workflows.executor();
             executor
                 .start(
@@ -755,7 +476,7 @@ async fn a_retry_whose_run_ended_at_its_first_step_is_taken_again_under_a_new_at
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_submit_whose_run_name_already_ended_mounts_under_the_next_attempt() {
     let dir = fresh_dir("workflow-stuck-submit");
-    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let service = start(&dir, &Keys::generate(), Settings::default()).await;
     let rne = "0750658H";
     installed(&service, rne).await;
 
@@ -763,7 +484,7 @@ async fn a_submit_whose_run_name_already_ended_mounts_under_the_next_attempt() {
     // its input names no attempt, which the step refuses for good; the establishment stays in 2
     let name = format!("{rne}-mounting-1");
     {
-        let workflows = service.workflows.upgrade().expect("the service runs");
+        let workflows = service.workflows();
         let executor = workflows.executor();
         executor
             .start("mounting", &name, json!({"rne": rne, "attempt": "none"}))
@@ -796,7 +517,7 @@ async fn a_submit_whose_run_name_already_ended_mounts_under_the_next_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_results_are_refused_and_the_agents_own_failure_lands_in_e1() {
     let dir = fresh_dir("workflow-results");
-    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let service = start(&dir, &Keys::generate(), Settings::default()).await;
     let rne = "0752538B";
     service.create(rne).await;
     let job = service.claim_soon("install").await;
@@ -866,7 +587,7 @@ async fn invalid_results_are_refused_and_the_agents_own_failure_lands_in_e1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unusable_archive_ends_in_e2_naming_it_and_a_failed_mount_can_be_retried() {
     let dir = fresh_dir("workflow-e2");
-    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let service = start(&dir, &Keys::generate(), Settings::default()).await;
     let rne = "6200001G";
     installed(&service, rne).await;
 
@@ -945,7 +666,7 @@ async fn an_unusable_archive_ends_in_e2_naming_it_and_a_failed_mount_can_be_retr
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_operators_listing_pages_with_a_cursor_and_refuses_bad_queries() {
     let dir = fresh_dir("workflow-listing");
-    let service = Service::start(&dir, &keys(), Settings::default()).await;
+    let service = start(&dir, &Keys::generate(), Settings::default()).await;
     for rne in ["7200009X", "7200021K", "9710002A"] {
         service.create(rne).await;
     }
