@@ -5,6 +5,8 @@
 //! Crates that write request URIs or headers below INFO (the embedded S3 server's presigned
 //! signatures, bearer tokens) are held at INFO whatever the level asked: see `CAPPED`.
 
+use std::io::IsTerminal;
+
 use tracing::level_filters::LevelFilter;
 use tracing::Subscriber;
 use tracing_subscriber::filter::Targets;
@@ -57,8 +59,8 @@ impl Format {
     }
 }
 
-/// The subscriber `init` installs, with `filter` under the `ceiling`, writing to `writer`; the
-/// secrets test installs this very one with its own writer.
+/// The subscriber `init` installs, with `filter` under the `ceiling`, writing to `writer`
+/// without colours; the secrets test installs this very one with its own writer.
 pub fn subscriber<W>(
     format: Format,
     filter: EnvFilter,
@@ -67,9 +69,24 @@ pub fn subscriber<W>(
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
+    build(format, filter, writer, false)
+}
+
+/// `colours`: ANSI escapes in the text format, for a terminal only (a file, CloudWatch or a
+/// pipe would keep them as noise).
+fn build<W>(
+    format: Format,
+    filter: EnvFilter,
+    writer: W,
+    colours: bool,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .with_ansi(colours);
     match format {
         Format::Json => Box::new(
             builder
@@ -96,8 +113,9 @@ pub fn init(format: Format) {
         .ok()
         .filter(|filter| filter.to_string() != "")
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let colours = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     // A subscriber already set (by a test, for example) is fine.
-    let _ = subscriber(format, filter, std::io::stdout).try_init();
+    let _ = build(format, filter, std::io::stdout, colours).try_init();
 }
 
 #[cfg(test)]
@@ -146,5 +164,19 @@ mod tests {
         assert!(!text.contains("hyper trace"), "{text}");
         assert!(text.contains("s3s info"), "{text}");
         assert!(text.contains("ours debug"), "{text}");
+    }
+
+    #[test]
+    fn text_written_anywhere_but_a_terminal_has_no_colour_escapes() {
+        let lines = Lines::default();
+        let subscriber = subscriber(Format::Text, EnvFilter::new("info"), lines.clone());
+
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(status = 503, "store unavailable");
+        });
+
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("store unavailable"), "{text}");
+        assert!(!text.contains('\x1b'), "{text:?}");
     }
 }
