@@ -131,8 +131,12 @@ fn server_binary() -> &'static Path {
     BINARY.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+        // Without the variable `cargo test` set for this test: build scripts that read it
+        // would be dirty, and the whole SDK rebuilt once here and once more by the next plain
+        // `cargo build` (scripts/test's schemathesis step).
         let status = Command::new(cargo)
             .args(["build", "-p", "bcdi-hosting", "--bin", "bcdi-hosting"])
+            .env_remove("CARGO_MANIFEST_DIR")
             .current_dir(&workspace)
             .status()
             .expect("cargo runs");
