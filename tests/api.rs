@@ -1,6 +1,8 @@
 //! The establishments API, black box, through HTTP against the local server.
 
-use bcdi_shared::domain::{Instant, Status};
+use bcdi_shared::domain::{
+    Establishment, Griffe, Instant, LicenceCode, NewEstablishment, Rne, Secret, Status, Version,
+};
 use bcdi_shared::ports::jobs::JobStore;
 use bcdi_tests::app::{licence, TestApp, RNES};
 use bcdi_tests::cases::{Call, World, INSTALLING, OWN};
@@ -119,7 +121,12 @@ async fn retried_post_returns_a_new_key_and_starts_nothing() {
     let second = body["key"].as_str().unwrap();
     assert_ne!(first, second);
     assert_eq!(body["status"], "1");
-    assert_eq!(app.workflows.calls().len(), 1, "no second provisioning");
+    // A retry in status 1 makes sure the run is started, which starts it once: one execution.
+    assert_eq!(
+        app.workflows.distinct_runs().len(),
+        1,
+        "no second provisioning"
+    );
     let (old, _) = app.get("/v1/establishments/0750655E", Some(&first)).await;
     assert_eq!(old, 401, "the previous key stops working at once");
     let (new, _) = app.get("/v1/establishments/0750655E", Some(second)).await;
@@ -128,6 +135,73 @@ async fn retried_post_returns_a_new_key_and_starts_nothing() {
         .get("/v1/establishments/0750655E/history", Some(second))
         .await;
     assert_eq!(history["events"].as_array().unwrap().len(), 1, "{history}");
+}
+
+/// What a creation leaves when its provisioning failed to start while a retry of the same
+/// body re-keyed the record: the removal of the record, conditional on the first key, is
+/// refused, and the record stays in 1 with no run started.
+async fn created_without_provisioning(app: &TestApp, rne: &str, key: &str) {
+    let new = NewEstablishment {
+        rne: Rne::parse(rne).unwrap(),
+        griffe: Griffe::parse("Collège Jean Moulin").unwrap(),
+        code: LicenceCode::parse("ABCDEFGH").unwrap(),
+        version: Version::CollegeLycee,
+        agricole: false,
+    };
+    let now = Instant::now();
+    let digest = Secret::from_presented(key).digest();
+    let establishment = Establishment::create(new, digest, now, now.plus_seconds(3600));
+    app.store.create(&establishment).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_post_starts_the_provisioning_that_a_failed_creation_left_unstarted() {
+    // Given an establishment in 1 whose provisioning never started
+    let app = TestApp::spawn().await;
+    created_without_provisioning(&app, "0750655E", "bcdi_est_first").await;
+    // And a workflow engine that still fails
+    app.workflows.set_failing(true);
+
+    // When the Cyberlibrairie retries its creation
+    let (status, body) = app
+        .post(
+            "/v1/establishments",
+            Some(&app.cyber_key),
+            &licence("0750655E"),
+        )
+        .await;
+
+    // Then it is 503 and nothing changed: the key is still the one it was
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = app
+        .get("/v1/establishments/0750655E", Some("bcdi_est_first"))
+        .await;
+    assert_eq!(status, 200);
+
+    // When the engine is back and the Cyberlibrairie retries again
+    app.workflows.set_failing(false);
+    let (status, body) = app
+        .post(
+            "/v1/establishments",
+            Some(&app.cyber_key),
+            &licence("0750655E"),
+        )
+        .await;
+
+    // Then the provisioning is started, and the new key is the one that works
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.workflows.distinct_runs(),
+        ["0750655E-provisioning-1".to_owned()].into(),
+    );
+    let (status, _) = app
+        .get("/v1/establishments/0750655E", body["key"].as_str())
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .get("/v1/establishments/0750655E", Some("bcdi_est_first"))
+        .await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use super::{json, messages, ApiError, App, Request, Response};
 use crate::domain::{
     Establishment, Griffe, Instant, LicenceCode, NewEstablishment, Rne, Secret, Status, Version,
 };
-use crate::ports::{StoreError, WorkflowKind, WorkflowRun};
+use crate::ports::{StoreError, WorkflowError, WorkflowKind, WorkflowRun};
 
 /// How many times a creation re-reads and retries when concurrent requests race on one RNE.
 const MAX_RACES: usize = 25;
@@ -113,19 +113,26 @@ impl App {
         let establishment = Establishment::create(new.clone(), key.digest(), now, ready_at);
         self.store.create(&establishment).await?;
 
-        let run = WorkflowRun {
-            kind: WorkflowKind::Provisioning,
-            rne: establishment.rne.clone(),
-            attempt: establishment.provisioning_attempt,
-        };
-        if let Err(error) = self.workflows.start(&run, json!({})).await {
-            // Leave nothing half-created: the client's retry will create it anew.
-            if let Err(cleanup) = self
+        if let Err(error) = self.start_provisioning(&establishment).await {
+            // Leave nothing half-created: the client's retry will create it anew. Unless a
+            // retry has already re-keyed it (the removal is conditional on this key): that
+            // retry started the provisioning itself (`reissue_key`), so the record stays.
+            // Known shortcoming: until it is removed, a GET may see the record in 1 and its
+            // creation webhook may go out.
+            match self
                 .store
                 .delete_unstarted(&establishment.rne, &key.digest())
                 .await
             {
-                tracing::error!(error = %cleanup, "could not remove an establishment whose provisioning did not start");
+                Ok(()) => {}
+                Err(StoreError::Conflict) => {
+                    tracing::info!(
+                        "provisioning did not start; a retry has taken the establishment over"
+                    )
+                }
+                Err(cleanup) => {
+                    tracing::error!(error = %cleanup, "could not remove an establishment whose provisioning did not start")
+                }
             }
             return Err(Race::Failed(error.into()));
         }
@@ -145,11 +152,33 @@ impl App {
                 "This establishment exists with another griffe, code, version or agricole value.",
             )));
         }
+        if existing.status == Status::Installing {
+            // The request that created it may still be starting its provisioning, or have
+            // failed to, and this retry is what a client does after a lost or failed answer:
+            // make sure the run is started before answering 200 (a start of a run that
+            // already runs is a no-op), and before the key changes, so that a 503 here
+            // changes nothing.
+            self.start_provisioning(&existing)
+                .await
+                .map_err(|error| Race::Failed(error.into()))?;
+        }
         self.store
             .replace_key(&existing.rne, &existing.key_digest, &key.digest())
             .await?;
         tracing::info!("establishment key reissued");
         Ok(existing)
+    }
+
+    /// Starts the provisioning run of the establishment's current attempt, unless it runs.
+    async fn start_provisioning(&self, establishment: &Establishment) -> Result<(), WorkflowError> {
+        let run = WorkflowRun {
+            kind: WorkflowKind::Provisioning,
+            rne: establishment.rne.clone(),
+            attempt: establishment.provisioning_attempt,
+        };
+        // `Ended`: that attempt's run is over, and the status will follow (2 or E1): nothing
+        // to start.
+        self.workflows.start(&run, json!({})).await.map(|_| ())
     }
 }
 
