@@ -49,9 +49,19 @@ impl Config {
 
     /// Reads the settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let cyber_keys = digests(&lookup, "CYBER_KEY_SHA256")?;
+        let operator_keys = digests(&lookup, "OPERATOR_KEY_SHA256")?;
+        if operator_keys.iter().any(|key| cyber_keys.contains(key)) {
+            // The cyber check comes first: the operators would be locked out, silently.
+            return Err(ConfigError {
+                name: "OPERATOR_KEY_SHA256",
+                problem: "repeats a digest of CYBER_KEY_SHA256: each party needs its own key"
+                    .to_owned(),
+            });
+        }
         Ok(Self {
-            cyber_keys: digests(&lookup, "CYBER_KEY_SHA256")?,
-            operator_keys: digests(&lookup, "OPERATOR_KEY_SHA256")?,
+            cyber_keys,
+            operator_keys,
             allowed_frame_origins: list(&lookup, "ALLOWED_FRAME_ORIGINS"),
             storage_origin: list(&lookup, "STORAGE_ORIGIN").into_iter().next(),
             install_eta: seconds(&lookup, "INSTALL_ETA_SECONDS", 2 * 3600)?,
@@ -128,21 +138,28 @@ fn digests(
         .collect()
 }
 
+/// The longest duration a setting may give: a year, as long as a Step Functions execution may
+/// run. Beyond it, an estimate would print as a date past what the API's timestamps can say.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
 fn seconds(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: u64,
 ) -> Result<Duration, ConfigError> {
-    match lookup(name) {
-        None => Ok(Duration::from_secs(default)),
-        Some(value) => value
-            .trim()
-            .parse()
-            .map(Duration::from_secs)
-            .map_err(|_| ConfigError {
-                name,
-                problem: format!("must be a whole number of seconds, not {value:?}"),
-            }),
+    let Some(value) = lookup(name) else {
+        return Ok(Duration::from_secs(default));
+    };
+    match value.trim().parse::<u64>() {
+        Ok(seconds) if seconds <= MAX_SECONDS => Ok(Duration::from_secs(seconds)),
+        Ok(_) => Err(ConfigError {
+            name,
+            problem: format!("must be at most a year ({MAX_SECONDS} seconds), not {value:?}"),
+        }),
+        Err(_) => Err(ConfigError {
+            name,
+            problem: format!("must be a whole number of seconds, not {value:?}"),
+        }),
     }
 }
 
@@ -176,6 +193,25 @@ mod tests {
         assert_eq!(error.name, "MOUNT_ETA_SECONDS");
         let three = ["a".repeat(64), "b".repeat(64), "c".repeat(64)].join(",");
         assert!(config(&[("CYBER_KEY_SHA256", &three)]).is_err());
+    }
+
+    #[test]
+    fn durations_past_a_year_are_refused() {
+        let error = config(&[("INSTALL_ETA_SECONDS", "9999999999999")]).unwrap_err();
+        assert_eq!(error.name, "INSTALL_ETA_SECONDS");
+        assert!(config(&[("MOUNT_TIMEOUT_SECONDS", "31536000")]).is_ok());
+        assert!(config(&[("MOUNT_TIMEOUT_SECONDS", "31536001")]).is_err());
+    }
+
+    #[test]
+    fn one_digest_for_both_parties_is_refused() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let rotation = format!("{a},{b}");
+        let error =
+            config(&[("CYBER_KEY_SHA256", &rotation), ("OPERATOR_KEY_SHA256", &b)]).unwrap_err();
+        assert_eq!(error.name, "OPERATOR_KEY_SHA256");
+        assert!(config(&[("CYBER_KEY_SHA256", &a), ("OPERATOR_KEY_SHA256", &b)]).is_ok());
     }
 
     #[test]
