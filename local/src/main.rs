@@ -56,7 +56,7 @@ async fn main() -> ExitCode {
 
 async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
     let mut config = Config::from_env().map_err(|error| error.to_string())?;
-    std::fs::create_dir_all(&data_dir)
+    create_private_dir(&data_dir)
         .map_err(|error| format!("cannot create DATA_DIR {}: {error}", data_dir.display()))?;
     // Bind before anything else, so that a taken port is the first thing said.
     let listener = server::bind(port).await?;
@@ -127,6 +127,16 @@ async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
     .map_err(|error| format!("server stopped: {error}"))
 }
 
+/// Creates `dir` if missing, readable by this user only: it holds licences and the schools'
+/// archives (personal data of pupils). An existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// The development key `name` when no digest is configured for it: kept in `data_dir`.
 fn dev_key(
     data_dir: &Path,
@@ -144,4 +154,21 @@ fn dev_key(
     })?;
     digests.push(key.secret.digest());
     Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_data_dir_it_creates_is_for_its_user_only() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let root = std::env::temp_dir().join(format!("bcdi-private-{}", std::process::id()));
+        let dir = root.join("data");
+        super::create_private_dir(&dir).expect("created");
+        let mode = std::fs::metadata(&dir).expect("there").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        super::create_private_dir(&dir).expect("an existing directory is fine");
+        let _ = std::fs::remove_dir_all(root);
+    }
 }
