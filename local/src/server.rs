@@ -1,5 +1,9 @@
 //! The local HTTP server: every API path goes to the shared handlers, exactly as API Gateway
 //! would route it to one Lambda each.
+//!
+//! Known shortcoming: what hyper refuses before any handler runs (a malformed request line or
+//! header, a URI or headers over its limits) gets hyper's bare status with an empty body, not
+//! the API's JSON error; on AWS, API Gateway answers those requests itself.
 
 use std::future::Future;
 use std::io;
