@@ -131,15 +131,32 @@ fn server_binary() -> &'static Path {
     BINARY.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-        // Without the variable `cargo test` set for this test: build scripts that read it
-        // would be dirty, and the whole SDK rebuilt once here and once more by the next plain
-        // `cargo build` (scripts/test's schemathesis step).
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        build
             .args(["build", "-p", "bcdi-hosting", "--bin", "bcdi-hosting"])
-            .env_remove("CARGO_MANIFEST_DIR")
-            .current_dir(&workspace)
-            .status()
-            .expect("cargo runs");
+            .current_dir(&workspace);
+        // Without the variables `cargo test` set for this test (this package's name, version,
+        // manifest...): build scripts that read them (ring's) would be dirty, and the whole
+        // SDK rebuilt once here and once more by the next plain `cargo build` (scripts/test's
+        // schemathesis step).
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+                || name == "CARGO_TARGET_TMPDIR"
+                || name == "OUT_DIR"
+            {
+                build.env_remove(&*name);
+            }
+        }
+        let status = build.status().expect("cargo runs");
         assert!(status.success(), "cargo build -p bcdi-hosting failed");
         let exe = std::env::current_exe().expect("the test's path");
         // <target>/debug/deps/browser-<hash> → <target>/debug/bcdi-hosting
