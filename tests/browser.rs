@@ -3,6 +3,10 @@
 //! embedded storage and sandbox agent. Chromium and chromedriver are Debian's (`scripts/test`
 //! installs them); each test starts its own server, driver and browser.
 
+// Each test runs on a runtime of its own: holding `SERIAL` across awaits blocks the other
+// tests' threads, which is what it is for.
+#![allow(clippy::await_holding_lock)]
+
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -987,13 +991,13 @@ async fn a_school_uploads_three_bases_in_the_frame_resumes_after_a_reload_and_se
         // parent page, as a librarian pressing F5 would.
         let deadline = Instant::now() + Duration::from_secs(60);
         let data_id = loop {
-            let files = session_files(&server, &token).await;
+            let files = session_files(server, &token).await;
             let data_file = files.iter().find(|file| file["name"] == "data.zip");
             if let Some(file) = data_file {
                 let id = file["id"].as_str().expect("an id").to_owned();
                 assert!(file["part_count"].as_u64().unwrap() >= 3, "{file}");
                 assert_eq!(file["part_size"].as_u64().unwrap(), PART_SIZE, "{file}");
-                if let Some(parts) = stored_parts(&server, &token, &id).await {
+                if let Some(parts) = stored_parts(server, &token, &id).await {
                     if !parts.is_empty() {
                         break id;
                     }
@@ -1011,7 +1015,7 @@ async fn a_school_uploads_three_bases_in_the_frame_resumes_after_a_reload_and_se
         browser.throttle(None).await;
         browser.enter_upload_frame().await;
 
-        let before = stored_parts(&server, &token, &data_id)
+        let before = stored_parts(server, &token, &data_id)
             .await
             .expect("data.zip is still incomplete after the reload");
         assert!(!before.is_empty() && before.len() < 4, "{before:?}");
@@ -1025,7 +1029,7 @@ async fn a_school_uploads_three_bases_in_the_frame_resumes_after_a_reload_and_se
             .await;
 
         // Pick the interrupted archives again: only the missing parts are sent.
-        let files = session_files(&server, &token).await;
+        let files = session_files(server, &token).await;
         let again: Vec<&Path> = [&data, &travperso, &manuels]
             .into_iter()
             .filter(|path| {
@@ -1062,7 +1066,7 @@ async fn a_school_uploads_three_bases_in_the_frame_resumes_after_a_reload_and_se
             sent.is_disjoint(&before),
             "parts stored before the reload were sent again: sent {sent:?}, stored {before:?}"
         );
-        let files = session_files(&server, &token).await;
+        let files = session_files(server, &token).await;
         assert_eq!(files.len(), 3, "{files:?}");
         assert!(
             files.iter().all(|file| file["state"] == "complete"),

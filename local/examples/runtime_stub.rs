@@ -465,7 +465,7 @@ fn spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
     }
     values.sort_by(f64::total_cmp);
     let middle = values.len() / 2;
-    let median = if values.len() % 2 == 0 {
+    let median = if values.len().is_multiple_of(2) {
         (values[middle - 1] + values[middle]) / 2.0
     } else {
         values[middle]

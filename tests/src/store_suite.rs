@@ -730,7 +730,7 @@ pub async fn concurrent_transitions_let_exactly_one_win(store: Store) {
 
     // Then exactly one applied, and the history holds its event only
     let winner = single_winner(&results);
-    let expected = if winner % 2 == 0 {
+    let expected = if winner.is_multiple_of(2) {
         Status::AwaitingBases
     } else {
         Status::InstallFailed

@@ -195,7 +195,7 @@ pub async fn concurrent_additions_never_pass_the_limit(store: Uploads) {
         }
     }
     let files = store.files(&rne("0750655E")).await.expect("answers");
-    assert!(added >= 1 && added <= 3, "{added} added");
+    assert!((1..=3).contains(&added), "{added} added");
     assert_eq!(files.len(), added);
 }
 
