@@ -205,6 +205,49 @@ async fn a_retried_post_starts_the_provisioning_that_a_failed_creation_left_unst
 }
 
 #[tokio::test]
+async fn a_creation_after_one_undone_once_its_run_had_ended_provisions_under_the_next_attempt() {
+    // Given a creation undone after its provisioning run had started anyway (the engine
+    // answered too late) and ended on finding no record: that run's name cannot serve again
+    let app = TestApp::spawn().await;
+    let first = app.create("0750655E").await;
+    app.store
+        .delete_unstarted(
+            &Rne::parse("0750655E").unwrap(),
+            &Secret::from_presented(&first).digest(),
+        )
+        .await
+        .unwrap();
+    app.workflows.end_every_run();
+
+    // When the Cyberlibrairie creates the establishment again
+    let (status, body) = app
+        .post(
+            "/v1/establishments",
+            Some(&app.cyber_key),
+            &licence("0750655E"),
+        )
+        .await;
+
+    // Then it is provisioned under the next attempt, whose run no name has used
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        app.workflows
+            .distinct_runs()
+            .contains("0750655E-provisioning-2"),
+        "{:?}",
+        app.workflows.distinct_runs()
+    );
+    let (status, view) = app
+        .get("/v1/establishments/0750655E", body["key"].as_str())
+        .await;
+    assert_eq!(
+        (status, view["status"].as_str()),
+        (200, Some("1")),
+        "{view}"
+    );
+}
+
+#[tokio::test]
 async fn a_different_licence_for_an_existing_establishment_is_409_and_changes_nothing() {
     let app = TestApp::spawn().await;
     let key = app.create("0750655E").await;

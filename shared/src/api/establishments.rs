@@ -10,10 +10,14 @@ use super::{json, messages, ApiError, App, Request, Response};
 use crate::domain::{
     Establishment, Griffe, Instant, LicenceCode, NewEstablishment, Rne, Secret, Status, Version,
 };
-use crate::ports::{StoreError, WorkflowError, WorkflowKind, WorkflowRun};
+use crate::ports::{Started, StoreError, WorkflowError, WorkflowKind, WorkflowRun};
 
 /// How many times a creation re-reads and retries when concurrent requests race on one RNE.
 const MAX_RACES: usize = 25;
+
+/// How many attempts a creation tries when their provisioning runs turn out to have ended
+/// (each the run of an undone creation): more than a client's retries can have left.
+const MAX_ENDED_RUNS: usize = 5;
 
 /// Establishment keys start with this, so that a leaked key is recognisable.
 pub const ESTABLISHMENT_KEY_PREFIX: &str = "bcdi_est";
@@ -110,34 +114,61 @@ impl App {
     ) -> Result<Establishment, Race> {
         let now = Instant::now();
         let ready_at = now.plus_seconds(self.config.install_eta.as_secs());
-        let establishment = Establishment::create(new.clone(), key.digest(), now, ready_at);
-        self.store.create(&establishment).await?;
+        let mut establishment = Establishment::create(new.clone(), key.digest(), now, ready_at);
 
-        if let Err(error) = self.start_provisioning(&establishment).await {
-            // Leave nothing half-created: the client's retry will create it anew. Unless a
-            // retry has already re-keyed it (the removal is conditional on this key): that
-            // retry started the provisioning itself (`reissue_key`), so the record stays.
-            // Known shortcoming: until it is removed, a GET may see the record in 1 and its
-            // creation webhook may go out.
-            match self
-                .store
-                .delete_unstarted(&establishment.rne, &key.digest())
-                .await
-            {
-                Ok(()) => {}
-                Err(StoreError::Conflict) => {
-                    tracing::info!(
-                        "provisioning did not start; a retry has taken the establishment over"
-                    )
+        // A run's name serves once. A creation undone after a failed start may still have got
+        // its run started (the engine answered late), which then ended on finding no record:
+        // this creation takes the next attempt, whose run no name has used.
+        for _ in 0..MAX_ENDED_RUNS {
+            self.store.create(&establishment).await?;
+            match self.start_provisioning(&establishment).await {
+                Ok(Started::Running) => {
+                    tracing::info!(to = %Status::Installing, "establishment created, provisioning started");
+                    return Ok(establishment);
                 }
-                Err(cleanup) => {
-                    tracing::error!(error = %cleanup, "could not remove an establishment whose provisioning did not start")
+                Ok(Started::Ended) => {
+                    self.remove_unstarted(&establishment, key).await?;
+                    establishment.provisioning_attempt += 1;
+                }
+                Err(error) => {
+                    // Leave nothing half-created: the client's retry will create it anew.
+                    // Known shortcoming: until it is removed, a GET may see the record in 1
+                    // and its creation webhook may go out.
+                    self.remove_unstarted(&establishment, key).await?;
+                    return Err(Race::Failed(error.into()));
                 }
             }
-            return Err(Race::Failed(error.into()));
         }
-        tracing::info!(to = %Status::Installing, "establishment created, provisioning started");
-        Ok(establishment)
+        Err(Race::Failed(ApiError::unavailable(
+            &"the provisioning runs of this establishment's first attempts have all ended",
+        )))
+    }
+
+    /// Removes the record `create_new` just wrote, whose provisioning did not start. Only if its
+    /// key is still `key`: a retry that re-keyed it meanwhile had started the provisioning
+    /// before (`reissue_key`), and the record stays.
+    async fn remove_unstarted(
+        &self,
+        establishment: &Establishment,
+        key: &Secret,
+    ) -> Result<(), Race> {
+        match self
+            .store
+            .delete_unstarted(&establishment.rne, &key.digest())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict) => {
+                tracing::info!(
+                    "provisioning did not start here; a retry has taken the establishment over"
+                );
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not remove an establishment whose provisioning did not start");
+                Err(Race::Failed(error.into()))
+            }
+        }
     }
 
     async fn reissue_key(
@@ -158,9 +189,16 @@ impl App {
             // make sure the run is started before answering 200 (a start of a run that
             // already runs is a no-op), and before the key changes, so that a 503 here
             // changes nothing.
-            self.start_provisioning(&existing)
-                .await
-                .map_err(|error| Race::Failed(error.into()))?;
+            match self.start_provisioning(&existing).await {
+                Ok(Started::Running) => {}
+                // Its run has ended: either it has just moved the status on (2 or E1), or it
+                // was the run of an undone creation, and the request that created this record
+                // is moving it to the next attempt (`create_new`). Read it again. Known
+                // shortcoming: if that request died before it could, retries end in 503 until
+                // an operator removes the record.
+                Ok(Started::Ended) => return Err(Race::Lost),
+                Err(error) => return Err(Race::Failed(error.into())),
+            }
         }
         self.store
             .replace_key(&existing.rne, &existing.key_digest, &key.digest())
@@ -170,15 +208,16 @@ impl App {
     }
 
     /// Starts the provisioning run of the establishment's current attempt, unless it runs.
-    async fn start_provisioning(&self, establishment: &Establishment) -> Result<(), WorkflowError> {
+    async fn start_provisioning(
+        &self,
+        establishment: &Establishment,
+    ) -> Result<Started, WorkflowError> {
         let run = WorkflowRun {
             kind: WorkflowKind::Provisioning,
             rne: establishment.rne.clone(),
             attempt: establishment.provisioning_attempt,
         };
-        // `Ended`: that attempt's run is over, and the status will follow (2 or E1): nothing
-        // to start.
-        self.workflows.start(&run, json!({})).await.map(|_| ())
+        self.workflows.start(&run, json!({})).await
     }
 }
 
