@@ -142,7 +142,8 @@ fn digests(
 /// run. Beyond it, an estimate would print as a date past what the API's timestamps can say.
 const MAX_SECONDS: u64 = 365 * 24 * 3600;
 
-fn seconds(
+/// A duration setting in whole seconds, at most [`MAX_SECONDS`]; `default` when unset.
+pub(crate) fn seconds(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: u64,

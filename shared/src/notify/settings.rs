@@ -93,20 +93,13 @@ fn parse_url(input: &str) -> Result<reqwest::Url, ConfigError> {
     Ok(url)
 }
 
+/// A duration in whole seconds, at most a year: the rule of every `*_SECONDS` setting.
 fn seconds(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
-    match lookup(name) {
-        None => Ok(default),
-        Some(value) => value.trim().parse().map(Duration::from_secs).map_err(|_| {
-            problem(
-                name,
-                &format!("must be a whole number of seconds, not {value:?}"),
-            )
-        }),
-    }
+    crate::config::seconds(lookup, name, default.as_secs())
 }
 
 fn problem(name: &'static str, problem: &str) -> ConfigError {
