@@ -120,7 +120,7 @@ async fn serve(port: u16, data_dir: PathBuf) -> Result<(), String> {
     server::serve_with_storage(
         listener,
         Arc::new(app),
-        Some(storage.router()),
+        storage.router(),
         stopping_agent(server::shutdown_signal(), sandbox),
     )
     .await

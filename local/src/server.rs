@@ -32,29 +32,20 @@ pub async fn bind(port: u16) -> Result<TcpListener, String> {
         })
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests under way.
-pub async fn serve(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    serve_with_storage(listener, app, None, shutdown).await
-}
-
-/// Serves `app` as [`serve`] does, and with `storage` (the embedded S3 server's router, which
-/// claims only the bucket's paths) storage beside it on the same port: path-style URLs at the
-/// root, the paths their signatures were computed on. Every other path is the API's.
+/// Serves `app` on `listener` with `storage` (the embedded S3 server's router, which claims
+/// only the bucket's paths) beside it on the same port: path-style URLs at the root, the paths
+/// their signatures were computed on. Every other path is the API's. Runs until `shutdown`
+/// completes, then finishes the requests under way.
 pub async fn serve_with_storage(
     listener: TcpListener,
     app: Arc<App>,
-    storage: Option<axum::Router>,
+    storage: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let api = axum::Router::new().fallback(handle).with_state(app);
-    let router = match storage {
-        None => api,
-        Some(storage) => api.merge(storage),
-    };
+    let router = axum::Router::new()
+        .fallback(handle)
+        .with_state(app)
+        .merge(storage);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

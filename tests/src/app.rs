@@ -230,7 +230,7 @@ impl TestApp {
         tokio::spawn(server::serve_with_storage(
             listener,
             Arc::new(app),
-            Some(storage.router()),
+            storage.router(),
             std::future::pending(),
         ));
         Self {

@@ -158,7 +158,7 @@ impl World {
         tokio::spawn(server::serve_with_storage(
             listener,
             Arc::new(app),
-            Some(embedded.router()),
+            embedded.router(),
             std::future::pending(),
         ));
 

@@ -79,7 +79,7 @@ impl LocalServer {
         let task = tokio::spawn(server::serve_with_storage(
             listener,
             Arc::new(app),
-            Some(storage.router()),
+            storage.router(),
             async move {
                 let _ = stopped.await;
             },
